@@ -1,0 +1,212 @@
+"""Retrieval metrics: hand-worked rankings, a plain per-query reference, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from amalib.metrics import average_precision, evaluate_retrieval, evaluate_scores
+
+# --------------------------------------------------------------------------- reference
+
+
+def voc_ap(recall: list[float], precision: list[float]) -> float:
+    """The VOC 2010+ AP, written the way the SBIR evaluation scripts write it."""
+    mrec = [0.0, *recall, 1.0]
+    mpre = [0.0, *precision, 0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum((mrec[i + 1] - mrec[i]) * mpre[i + 1] for i in range(len(mrec) - 1)
+               if mrec[i + 1] != mrec[i])
+
+
+def reference_metrics(scores: np.ndarray, qlab: np.ndarray, glab: np.ndarray, ap: str) -> dict:
+    """One query at a time: stable sort, counts in a Python loop, precision envelope."""
+    per = {k: [] for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+    for i in range(len(qlab)):
+        order = sorted(range(len(glab)), key=lambda j: (-scores[i, j], j))
+        rel = [int(glab[j] == qlab[i]) for j in order]
+        n_pos = sum(rel)
+        if n_pos == 0:
+            continue
+        for key, top, denom in (("mAP@all", len(rel), n_pos),
+                                ("mAP@200", min(200, len(rel)), min(200, n_pos))):
+            hits, recall, precision, ap_sum = 0, [], [], 0.0
+            for k in range(top):
+                hits += rel[k]
+                recall.append(hits / denom)
+                precision.append(hits / (k + 1))
+                if rel[k]:
+                    ap_sum += hits / (k + 1)
+            per[key].append(voc_ap(recall, precision) if ap == "interpolated" else ap_sum / denom)
+        for k in (100, 200):
+            kk = min(k, len(rel))
+            per[f"P@{k}"].append(sum(rel[:kk]) / kk)
+    return {key: float(np.mean(v)) for key, v in per.items()}
+
+
+# --------------------------------------------------------------------------- hand-worked
+
+
+@pytest.mark.parametrize(
+    "relevance, interpolated, plain",
+    [
+        ([1, 0, 1], 5 / 6, 5 / 6),  # precisions 1, 1/2, 2/3 at the hits -> (1 + 2/3) / 2
+        ([0, 1, 0, 1], 1 / 2, 1 / 2),  # (1/2 + 1/2) / 2
+        # precisions at hits: 1, 2/4, 3/5; the envelope lifts 2/4 to 3/5
+        ([1, 0, 0, 1, 1], (1 + 0.6 + 0.6) / 3, (1 + 0.5 + 0.6) / 3),
+        ([0, 0, 1], 1 / 3, 1 / 3),
+    ],
+)
+def test_average_precision_hand_worked(relevance, interpolated, plain):
+    assert average_precision(relevance, ap="interpolated") == pytest.approx(interpolated)
+    assert average_precision(relevance, ap="sklearn") == pytest.approx(plain)
+
+
+def test_three_item_gallery_by_hand():
+    # One query of class 0; gallery scores rank items as [g1 (cls 0), g0 (cls 1), g2 (cls 0)].
+    scores = np.array([[0.5, 0.9, 0.1]])
+    result = evaluate_scores(scores, [0], [1, 0, 0])
+    assert result["mAP@all"] == pytest.approx(5 / 6)
+    assert result["mAP@200"] == pytest.approx(5 / 6)
+    # Top-100 list is the whole 3-item gallery: 2 hits out of 3 items.
+    assert result["P@100"] == pytest.approx(2 / 3)
+    assert result["P@200"] == pytest.approx(2 / 3)
+    assert result["n_queries"] == 1 and result["n_excluded"] == 0
+
+
+def test_ties_are_broken_by_gallery_order():
+    # All scores equal: the ranking is the gallery order, relevance [0, 1, 1].
+    result = evaluate_scores(np.zeros((1, 3)), [7], [3, 7, 7], ap="sklearn")
+    assert result["mAP@all"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # Reversing the gallery puts the relevant items first.
+    result = evaluate_scores(np.zeros((1, 3)), [7], [7, 7, 3], ap="sklearn")
+    assert result["mAP@all"] == pytest.approx(1.0)
+
+
+def test_map200_recall_normalised_by_min_200_positives():
+    # 300 relevant items ranked after 100 irrelevant ones: the top 200 holds 100 hits.
+    labels = np.array([1] * 100 + [0] * 300)
+    scores = -np.arange(400, dtype=np.float64)[None]  # gallery order is the ranking
+    result = evaluate_scores(scores, [0], labels, ap="sklearn")
+    expected = sum((h + 1) / (100 + h + 1) for h in range(100)) / 200
+    assert result["mAP@200"] == pytest.approx(expected)
+    assert result["P@100"] == 0.0
+    assert result["P@200"] == pytest.approx(0.5)
+
+
+def test_query_without_relevant_gallery_item_is_excluded():
+    scores = np.array([[0.9, 0.1], [0.3, 0.4]])
+    result = evaluate_scores(scores, [0, 5], [0, 1])
+    assert result["n_queries"] == 2
+    assert result["n_used"] == 1 and result["n_excluded"] == 1
+    assert result["mAP@all"] == pytest.approx(1.0)
+    assert all(math.isfinite(result[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200"))
+
+
+def test_all_queries_excluded_gives_zeros_not_nan():
+    result = evaluate_scores(np.ones((2, 2)), [3, 4], [0, 1])
+    assert result["n_used"] == 0 and result["n_excluded"] == 2
+    assert result["mAP@all"] == 0.0 and not math.isnan(result["P@100"])
+
+
+# --------------------------------------------------------------------------- reference grid
+
+
+@pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, None])
+@pytest.mark.parametrize("n_gallery", [150, 260])
+def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery):
+    rng = np.random.default_rng(n_gallery + (chunk_size or 0))
+    n_query, n_classes = 23, 6
+    # Scores on a coarse grid so that many ties occur.
+    scores = rng.integers(0, 12, size=(n_query, n_gallery)).astype(np.float64) / 11
+    qlab = rng.integers(0, n_classes + 1, size=n_query)  # class 6 has no gallery item
+    glab = rng.integers(0, n_classes, size=n_gallery)
+    expected = reference_metrics(scores, qlab, glab, ap)
+    result = evaluate_scores(scores, qlab, glab, ap=ap, chunk_size=chunk_size)
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-6), key
+    assert result["n_used"] + result["n_excluded"] == n_query
+    assert result["ap"] == ap
+
+
+@pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
+def test_features_path_equals_scores_path(ap):
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(31, 16)), rng.normal(size=(240, 16))
+    qlab, glab = rng.integers(0, 5, 31), rng.integers(0, 5, 240)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    expected = reference_metrics(qn @ gn.T, qlab, glab, ap)
+    for qf, gf in ((q, g), (torch.from_numpy(q).float(), torch.from_numpy(g).float())):
+        result = evaluate_retrieval(qf, qlab, gf, glab, ap=ap, chunk_size=8)
+        for key, value in expected.items():
+            assert result[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_sklearn_convention_matches_scikit_learn_without_ties():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(12, 90))
+    qlab, glab = rng.integers(0, 4, 12), rng.integers(0, 4, 90)
+    result = evaluate_scores(scores, qlab, glab, ap="sklearn", per_query=True)
+    for i in range(12):
+        expected = sklearn_metrics.average_precision_score(glab == qlab[i], scores[i])
+        assert result["per_query"]["mAP@all"][i] == pytest.approx(expected)
+
+
+def test_per_query_marks_excluded_queries_nan():
+    result = evaluate_scores(np.eye(3), [0, 1, 9], [0, 1, 2], per_query=True)
+    values = result["per_query"]["mAP@all"]
+    assert values[:2].tolist() == [1.0, 1.0] and math.isnan(values[2])
+
+
+def test_precision_at_k_counts():
+    # 250-item gallery, relevant items at every other rank: P@100 = 50/100, P@200 = 100/200.
+    glab = np.array([1, 0] * 125)
+    scores = -np.arange(250, dtype=np.float64)[None]
+    result = evaluate_scores(scores, [1], glab)
+    assert result["P@100"] == pytest.approx(0.5)
+    assert result["P@200"] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_bad_inputs_give_clear_errors():
+    q, g = np.ones((3, 4)), np.ones((5, 4))
+    with pytest.raises(ValueError, match="feature dimensions differ"):
+        evaluate_retrieval(q, [0, 0, 0], np.ones((5, 3)), [0] * 5)
+    with pytest.raises(ValueError, match="query_labels has 2 entries"):
+        evaluate_retrieval(q, [0, 0], g, [0] * 5)
+    with pytest.raises(ValueError, match="gallery_labels has 4 entries"):
+        evaluate_retrieval(q, [0] * 3, g, [0] * 4)
+    with pytest.raises(ValueError, match="gallery is empty"):
+        evaluate_retrieval(q, [0] * 3, np.ones((0, 4)), [])
+    bad = q.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        evaluate_retrieval(bad, [0] * 3, g, [0] * 5)
+    with pytest.raises(ValueError, match="non-finite"):
+        evaluate_scores(np.array([[np.inf]]), [0], [0])
+    with pytest.raises(ValueError, match="ap must be"):
+        evaluate_scores(np.ones((1, 1)), [0], [0], ap="voc")
+    with pytest.raises(ValueError, match="integer class ids"):
+        evaluate_scores(np.ones((1, 1)), [0.5], [0])
+
+
+def test_importing_metrics_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, amalib.metrics; "
+        "heavy = [m for m in ('umap', 'faiss', 'matplotlib', 'timm') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
