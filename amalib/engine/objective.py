@@ -1,0 +1,182 @@
+"""Which loss terms are on at a given epoch, and with what weight (AMA's objective schedule).
+
+``METHOD.md`` ("Total"): ``L = 2 L_SD^sketch + 1 L_SD^photo + w_cc(e) (L_CC^sketch + L_CC^photo)
++ 0.02 (L_SG^sketch + L_SG^photo) + 0.1 L_MA`` with ``w_cc`` ramping linearly from 0 to 0.5
+between epochs 20 and 100, and SG and MA starting at epoch 40 (Yin et al., AAAI 2024, and the
+authors' release). Every weight and start epoch is configuration; every term can be switched off
+for ablations (its weight is then 0 at every epoch).
+
+Epochs are 0-based. Ramp convention (the release's): ``w_cc(e) = 0`` for
+``e <= cc_start_epoch``, ``cc_weight * (e - cc_start_epoch) / (cc_ramp_end_epoch -
+cc_start_epoch)`` in between, ``cc_weight`` from ``cc_ramp_end_epoch`` on. So with the defaults
+``w_cc(20) = 0``, ``w_cc(60) = 0.25``, ``w_cc(100) = 0.5``. A term is *active* from its start
+epoch (it is computed and can be logged, and clustering is run) even when its ramped weight is
+still 0 — so the CC loss is visible at epoch 20 before it contributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["ObjectiveSchedule", "TERMS"]
+
+#: Keys of :meth:`ObjectiveSchedule.weights`, in table order.
+TERMS = ("sd_sketch", "sd_photo", "cc", "ma", "sg")
+
+
+@dataclass(frozen=True)
+class ObjectiveSchedule:
+    """Per-epoch weights of AMA's loss terms.
+
+    Args:
+        sd_sketch_weight: self-distillation weight of the sketch domain (release: 2.0).
+        sd_photo_weight: self-distillation weight of the photo domain (release: 1.0).
+        cc_weight: final weight of the cluster contrastive term (applies to the sum of both
+            domains' L_CC).
+        cc_start_epoch: first epoch at which the CC term is active (its weight is 0 there).
+        cc_ramp_end_epoch: epoch from which the CC weight equals ``cc_weight``.
+        ma_weight: weight of the mutual alignment term.
+        ma_start_epoch: first epoch of the MA term.
+        sg_weight: weight of the similarity guidance term (applies to the sum of both domains).
+        sg_start_epoch: first epoch of the SG term.
+        use_sd, use_cc, use_ma, use_sg: switch a term off (weight 0 everywhere) for ablations.
+    """
+
+    sd_sketch_weight: float = 2.0
+    sd_photo_weight: float = 1.0
+    cc_weight: float = 0.5
+    cc_start_epoch: int = 20
+    cc_ramp_end_epoch: int = 100
+    ma_weight: float = 0.1
+    ma_start_epoch: int = 40
+    sg_weight: float = 0.02
+    sg_start_epoch: int = 40
+    use_sd: bool = True
+    use_cc: bool = True
+    use_ma: bool = True
+    use_sg: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("sd_sketch_weight", "sd_photo_weight", "cc_weight", "ma_weight", "sg_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("cc_start_epoch", "cc_ramp_end_epoch", "ma_start_epoch", "sg_start_epoch"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cc_ramp_end_epoch < self.cc_start_epoch:
+            raise ValueError(
+                f"cc_ramp_end_epoch ({self.cc_ramp_end_epoch}) must be >= cc_start_epoch "
+                f"({self.cc_start_epoch})"
+            )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ObjectiveSchedule:
+        """Build from a config dict whose keys are the constructor's arguments.
+
+        Raises:
+            ValueError: on an unknown key, listing the valid ones.
+        """
+        config = dict(config or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(config) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"unknown objective key(s) {unknown}; valid keys are: {', '.join(valid)}"
+            )
+        return cls(**config)
+
+    def to_config(self) -> dict[str, Any]:
+        """The constructor arguments as a plain dict (round-trips through :meth:`from_config`)."""
+        return dataclasses.asdict(self)
+
+    def cc_ramp(self, epoch: int) -> float:
+        """Fraction in ``[0, 1]`` of ``cc_weight`` reached at ``epoch`` (ignores ``use_cc``)."""
+        if epoch <= self.cc_start_epoch:
+            return 0.0 if epoch < self.cc_ramp_end_epoch else 1.0
+        if epoch >= self.cc_ramp_end_epoch:
+            return 1.0
+        return (epoch - self.cc_start_epoch) / (self.cc_ramp_end_epoch - self.cc_start_epoch)
+
+    def active(self, epoch: int) -> dict[str, bool]:
+        """Whether each term is computed at ``epoch`` (switched on and past its start epoch)."""
+        return {
+            "sd_sketch": self.use_sd,
+            "sd_photo": self.use_sd,
+            "cc": self.use_cc and epoch >= self.cc_start_epoch,
+            "ma": self.use_ma and epoch >= self.ma_start_epoch,
+            "sg": self.use_sg and epoch >= self.sg_start_epoch,
+        }
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        """Weight of each term at ``epoch`` (0-based); keys ``sd_sketch, sd_photo, cc, ma, sg``."""
+        on = self.active(epoch)
+        return {
+            "sd_sketch": self.sd_sketch_weight if on["sd_sketch"] else 0.0,
+            "sd_photo": self.sd_photo_weight if on["sd_photo"] else 0.0,
+            "cc": self.cc_weight * self.cc_ramp(epoch) if on["cc"] else 0.0,
+            "ma": self.ma_weight if on["ma"] else 0.0,
+            "sg": self.sg_weight if on["sg"] else 0.0,
+        }
+
+    def needs_clustering(self, epoch: int) -> bool:
+        """True when the CC or MA term is active at ``epoch`` (both need k-means prototypes)."""
+        on = self.active(epoch)
+        return on["cc"] or on["ma"]
+
+    def combine(self, losses: Mapping[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        """Weighted sum ``sum_term weights(epoch)[term] * losses[term]``.
+
+        Terms with weight 0 are skipped (they may be absent from ``losses``); an unknown key is
+        an error. ``losses["cc"]`` and ``losses["sg"]`` are the sums over both domains.
+        """
+        unknown = sorted(set(losses) - set(TERMS))
+        if unknown:
+            raise KeyError(f"unknown loss term(s) {unknown}; expected a subset of {TERMS}")
+        weights = self.weights(epoch)
+        total = None
+        for term in TERMS:
+            if weights[term] == 0.0:
+                continue
+            if term not in losses:
+                raise KeyError(f"loss term {term!r} has weight {weights[term]} at epoch {epoch}")
+            part = weights[term] * losses[term]
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError(f"every loss term has weight 0 at epoch {epoch}")
+        return total
+
+    def table(self, epochs: Sequence[int]) -> str:
+        """A text table of the weights (and whether k-means runs) at the given epochs."""
+        header = ["epoch", *TERMS, "clustering"]
+        rows = []
+        for epoch in epochs:
+            w = self.weights(epoch)
+            rows.append(
+                [str(epoch), *(f"{w[t]:.4g}" for t in TERMS)]
+                + ["yes" if self.needs_clustering(epoch) else "no"]
+            )
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        lines = [
+            "  ".join(h.rjust(wd) for h, wd in zip(header, widths)),
+            "  ".join("-" * wd for wd in widths),
+        ]
+        lines += ["  ".join(c.rjust(wd) for c, wd in zip(r, widths)) for r in rows]
+        return "\n".join(lines)
+
+    def default_table_epochs(self, n_epochs: int) -> list[int]:
+        """The epochs worth printing: 0, every start/ramp epoch and its predecessor, the last."""
+        marks = {0, n_epochs - 1}
+        for e in (
+            self.cc_start_epoch,
+            self.cc_ramp_end_epoch,
+            self.ma_start_epoch,
+            self.sg_start_epoch,
+        ):
+            marks.update({e - 1, e})
+        marks.add((self.cc_start_epoch + self.cc_ramp_end_epoch) // 2)
+        return sorted(e for e in marks if 0 <= e < n_epochs)

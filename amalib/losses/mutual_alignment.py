@@ -1,0 +1,121 @@
+"""Cross-modality mutual alignment loss L_MA of AMA ("distance of distance").
+
+Yin et al., "Asymmetric Mutual Alignment for Unsupervised Zero-Shot Sketch-Based Image
+Retrieval", AAAI 2024 (``METHOD.md``, loss 3). The student features of one domain are
+soft-assigned to the sketch prototypes and to the photo prototypes; the within-batch distance
+matrices of the two assignments must agree. This aligns the relational structure of the two
+domains without any sketch-photo pairing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MutualAlignmentLoss", "mutual_alignment_multi"]
+
+
+class MutualAlignmentLoss(nn.Module):
+    """Distance-of-distance loss between soft assignments to two prototype sets.
+
+    For features ``z`` (``(B, D)``) and prototypes ``M_X`` (``(K, D)``), ``X`` in
+    {sketch, photo}:
+
+    * ``p^X_i = softmax_k(z_i . M_X[k] / temperature)``;
+    * ``D^X_ij = 1 - cos(p^X_i, p^X_j)``;
+    * ``loss = mean_i ||D^sketch_i - D^photo_i||^2`` (squared L2 norm of row differences).
+
+    The prototypes are detached (they come from k-means of the teacher); gradients reach ``z``
+    only. The loss is exactly zero when the two prototype sets are identical.
+
+    Args:
+        temperature: softmax temperature of the soft assignment (release: 0.01).
+    """
+
+    def __init__(self, temperature: float = 0.01) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.temperature = float(temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+    def assignment_distances(
+        self, features: torch.Tensor, prototypes: torch.Tensor
+    ) -> torch.Tensor:
+        """``(B, B)`` matrix ``1 - cos(p_i, p_j)`` of the soft assignments to ``prototypes``."""
+        probs = F.softmax(features @ prototypes.detach().T / self.temperature, dim=1)
+        probs = F.normalize(probs, dim=1)
+        return 1.0 - probs @ probs.T
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        sketch_prototypes: torch.Tensor,
+        photo_prototypes: torch.Tensor,
+    ) -> torch.Tensor:
+        """Compute L_MA for one set of features at one granularity.
+
+        Args:
+            features: ``(B, D)`` L2-normalised student features (of either domain).
+            sketch_prototypes: ``(K, D)`` sketch centroids.
+            photo_prototypes: ``(K, D)`` photo centroids (same ``K``).
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            ValueError: if the two prototype sets have different shapes.
+        """
+        if sketch_prototypes.shape != photo_prototypes.shape:
+            raise ValueError(
+                "sketch and photo prototypes must have the same shape (same number of clusters K),"
+                f" got {tuple(sketch_prototypes.shape)} and {tuple(photo_prototypes.shape)}"
+            )
+        if features.ndim != 2 or features.shape[1] != sketch_prototypes.shape[1]:
+            raise ValueError(
+                f"features must be (B, {sketch_prototypes.shape[1]}), got {tuple(features.shape)}"
+            )
+        dist_sketch = self.assignment_distances(features, sketch_prototypes)
+        dist_photo = self.assignment_distances(features, photo_prototypes)
+        return (dist_sketch - dist_photo).pow(2).sum(1).mean()
+
+
+def mutual_alignment_multi(
+    loss: MutualAlignmentLoss,
+    sketch_features: torch.Tensor,
+    photo_features: torch.Tensor,
+    sketch_prototypes: Sequence[torch.Tensor],
+    photo_prototypes: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """Average of :class:`MutualAlignmentLoss` over both domains and every granularity.
+
+    ``mean over g in granularities, f in {sketch_features, photo_features} of
+    loss(f, sketch_prototypes[g], photo_prototypes[g])`` — the L_MA term of AMA's objective.
+
+    Args:
+        loss: the loss module.
+        sketch_features: ``(B_s, D)`` student features of sketches.
+        photo_features: ``(B_p, D)`` student features of photos.
+        sketch_prototypes: ``G`` tensors ``(K_g, D)``.
+        photo_prototypes: ``G`` tensors ``(K_g, D)``, same ``K_g`` as the sketch ones.
+
+    Returns:
+        Scalar loss.
+    """
+    if len(sketch_prototypes) != len(photo_prototypes):
+        raise ValueError(
+            f"got {len(sketch_prototypes)} sketch and {len(photo_prototypes)} photo prototype sets"
+        )
+    if len(sketch_prototypes) == 0:
+        raise ValueError("need at least one granularity")
+    terms = [
+        loss(features, m_sketch, m_photo)
+        for m_sketch, m_photo in zip(sketch_prototypes, photo_prototypes)
+        for features in (sketch_features, photo_features)
+    ]
+    return torch.stack(terms).mean()
