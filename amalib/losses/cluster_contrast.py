@@ -140,6 +140,11 @@ class ClusterContrastLoss(nn.Module):
                         f"prototypes[{g}] must be (K, {teacher_features.shape[1]}), "
                         f"got {tuple(protos.shape)}"
                     )
+                if int(ids.min()) < 0 or int(ids.max()) >= protos.shape[0]:
+                    raise ValueError(
+                        f"cluster ids at granularity {g} must be in [0, {protos.shape[0]}), "
+                        f"got range [{int(ids.min())}, {int(ids.max())}]"
+                    )
                 probs = F.softmax(teacher_features @ protos.T / self.prototype_temperature, dim=1)
                 own = probs.gather(1, ids[:, None]).squeeze(1)
                 keep = (own > self.confidence_threshold) & (n_pos > 0)

@@ -107,7 +107,10 @@ class SimilarityGuidanceLoss(nn.Module):
     @torch.no_grad()
     def teacher_weights(self, teacher_features: torch.Tensor) -> torch.Tensor:
         """``(N, N)`` soft positive weights ``W = (W^P + W^C) / 2`` from the teacher features."""
-        w_p = torch.exp(-_squared_distances(teacher_features.detach().float()) / self.sigma)
+        teacher = teacher_features.detach()
+        if teacher.dtype in (torch.float16, torch.bfloat16):
+            teacher = teacher.float()  # exp and k-NN ranking in at least single precision
+        w_p = torch.exp(-_squared_distances(teacher) / self.sigma)
         w_c = contextual_similarity(w_p, self.topk)
         return (w_p + w_c) / 2
 
