@@ -78,6 +78,14 @@ def test_three_item_gallery_by_hand():
     assert result["n_queries"] == 1 and result["n_excluded"] == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_zeros_tie(dtype):
+    # -0.0 == +0.0, so gallery order decides: relevance [1, 0, 1] whichever zero each item has.
+    scores = np.array([[-0.0, 0.0, -0.0]], dtype=dtype)
+    result = evaluate_scores(scores, [1], [1, 0, 1], ap="sklearn")
+    assert result["mAP@all"] == pytest.approx(5 / 6)
+
+
 def test_ties_are_broken_by_gallery_order():
     # All scores equal: the ranking is the gallery order, relevance [0, 1, 1].
     result = evaluate_scores(np.zeros((1, 3)), [7], [3, 7, 7], ap="sklearn")
@@ -116,14 +124,15 @@ def test_all_queries_excluded_gives_zeros_not_nan():
 # --------------------------------------------------------------------------- reference grid
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # packed-key path and fallback
 @pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, None])
 @pytest.mark.parametrize("n_gallery", [150, 260])
-def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery):
+def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery, dtype):
     rng = np.random.default_rng(n_gallery + (chunk_size or 0))
     n_query, n_classes = 23, 6
-    # Scores on a coarse grid so that many ties occur.
-    scores = rng.integers(0, 12, size=(n_query, n_gallery)).astype(np.float64) / 11
+    # Scores on a coarse grid of negative and positive values so that many ties occur.
+    scores = (rng.integers(0, 12, size=(n_query, n_gallery)).astype(dtype) - 5) / 11
     qlab = rng.integers(0, n_classes + 1, size=n_query)  # class 6 has no gallery item
     glab = rng.integers(0, n_classes, size=n_gallery)
     expected = reference_metrics(scores, qlab, glab, ap)
