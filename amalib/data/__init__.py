@@ -1,0 +1,43 @@
+"""Data: benchmark registry and file lists, the embedded mini-benchmark, datasets, multi-crop.
+
+Public names are re-exported lazily (PEP 562), so ``import amalib.data`` costs nothing and
+``from amalib.data import generate_mini_benchmark`` does not import torch. Import the submodules
+directly (``amalib.data.benchmarks``, ``.datasets``, ``.transforms``, ``.synthetic``,
+``.prepare``) when you prefer explicit paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "benchmarks": (
+        "BENCHMARKS", "BenchmarkSpec", "get_benchmark", "read_class_names", "read_file_list",
+    ),
+    "datasets": (
+        "LabelledImages", "UnlabelledImages", "build_eval_sets", "build_training_sets",
+        "collate_skip_broken",
+    ),
+    "transforms": ("MultiCropTransform", "collate_multicrop", "eval_transform"),
+    "synthetic": (
+        "ensure_mini_benchmark", "generate_mini_benchmark", "mini_benchmark_classes",
+        "plot_mini_benchmark", "render_photo", "render_sketch",
+    ),
+    "prepare": ("BenchmarkReport", "build_file_lists", "check_benchmark", "prepare_main"),
+}  # fmt: skip
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

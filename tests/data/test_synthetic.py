@@ -1,0 +1,187 @@
+"""Tests of the embedded mini-benchmark generator (amalib.data.synthetic)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amalib.data import synthetic
+from amalib.data.synthetic import (
+    BODIES,
+    MAX_CLASSES,
+    PARTS,
+    class_name,
+    ensure_mini_benchmark,
+    generate_mini_benchmark,
+    mini_benchmark_classes,
+    render_photo,
+    render_sketch,
+)
+
+TINY = dict(
+    seed=3,
+    image_size=32,
+    n_seen=4,
+    n_unseen=2,
+    sketches_per_class=2,
+    photos_per_class=3,
+    test_sketches_per_class=2,
+    test_photos_per_class=2,
+    n_pretrain_classes=2,
+    pretrain_photos_per_class=2,
+)
+
+LISTS = {
+    "zeroshot/sketch_filelist_train.txt": ("n_seen", "sketches_per_class", "zeroshot/cname_cid.txt"),
+    "zeroshot/photo_filelist_train.txt": ("n_seen", "photos_per_class", "zeroshot/cname_cid.txt"),
+    "zeroshot/sketch_filelist_zero.txt": (
+        "n_unseen", "test_sketches_per_class", "zeroshot/cname_cid_zero.txt",
+    ),
+    "zeroshot/photo_filelist_zero.txt": (
+        "n_unseen", "test_photos_per_class", "zeroshot/cname_cid_zero.txt",
+    ),
+    "pretrain/photo_filelist.txt": (
+        "n_pretrain_classes", "pretrain_photos_per_class", "pretrain/cname_cid.txt",
+    ),
+}  # fmt: skip
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _read_pairs(path: Path) -> list[tuple[str, int]]:
+    out = []
+    for line in path.read_text().splitlines():
+        rel, label = line.rsplit(" ", 1)
+        out.append((rel, int(label)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory):
+    return generate_mini_benchmark(tmp_path_factory.mktemp("mini") / "bench", workers=1, **TINY)
+
+
+def test_grammar_names_are_distinct_and_cover_every_pair():
+    names = [class_name(k) for k in range(MAX_CLASSES)]
+    assert len(set(names)) == MAX_CLASSES == len(BODIES) * len(PARTS)
+    expected = {f"{b}_{p}" for b in BODIES for p in PARTS}
+    assert set(names) == expected
+    with pytest.raises(ValueError):
+        class_name(MAX_CLASSES)
+
+
+def test_default_splits_are_disjoint_and_compositional():
+    classes = mini_benchmark_classes(30, 10, 20)
+    seen, unseen, pre = (set(classes[k]) for k in ("seen", "unseen", "pretrain"))
+    assert (len(seen), len(unseen), len(pre)) == (30, 10, 20)
+    assert not (seen & unseen) and not (seen & pre) and not (unseen & pre)
+    # Unseen classes are new combinations of bodies and parts that the seen classes show.
+    seen_bodies = {n.split("_", 1)[0] for n in seen}
+    seen_parts = {n.split("_", 1)[1] for n in seen}
+    for name in unseen:
+        body, part = name.split("_", 1)
+        assert body in seen_bodies and part in seen_parts
+    with pytest.raises(ValueError):
+        mini_benchmark_classes(100, 40, 20)
+
+
+def test_layout_counts_and_labels(tiny_tree):
+    root = tiny_tree
+    classes = mini_benchmark_classes(TINY["n_seen"], TINY["n_unseen"], TINY["n_pretrain_classes"])
+    for rel, (n_key, per_key, cmap) in LISTS.items():
+        pairs = _read_pairs(root / rel)
+        assert len(pairs) == TINY[n_key] * TINY[per_key], rel
+        names = [line.rsplit(" ", 1)[0] for line in (root / cmap).read_text().splitlines()]
+        ids = [int(line.rsplit(" ", 1)[1]) for line in (root / cmap).read_text().splitlines()]
+        assert ids == list(range(TINY[n_key]))
+        for path, label in pairs:
+            assert (root / path).is_file()
+            assert Path(path).parent.name == names[label], (path, label)  # label ↔ folder
+        split = {"cname_cid.txt": "seen", "cname_cid_zero.txt": "unseen"}.get(Path(cmap).name)
+        if rel.startswith("pretrain"):
+            split = "pretrain"
+        assert set(names) == set(classes[split])
+
+
+def test_images_have_the_right_size_mode_and_look(tiny_tree):
+    root = tiny_tree
+    for rel in ("zeroshot/sketch_filelist_train.txt", "zeroshot/photo_filelist_zero.txt"):
+        for path, _ in _read_pairs(root / rel):
+            with Image.open(root / path) as im:
+                assert im.size == (32, 32)
+                assert im.mode == "RGB"
+                assert im.format == ("PNG" if path.endswith(".png") else "JPEG")
+
+
+@pytest.mark.parametrize("k", [0, 7, 33, 58, 149])
+def test_sketches_are_dark_strokes_on_white_and_photos_are_not(k):
+    name = class_name(k)
+    sketch = np.asarray(render_sketch(name, np.random.default_rng(k), 64), np.float32)
+    photo = np.asarray(render_photo(name, np.random.default_rng(k), 64), np.float32)
+    gray = sketch.mean(2)
+    assert (gray > 245).mean() > 0.6  # mostly white paper
+    assert (gray < 128).mean() > 0.01  # but there are strokes
+    assert np.abs(sketch[..., 0] - sketch[..., 1]).max() == 0  # no colour
+    assert (photo.mean(2) > 245).mean() < 0.5
+
+
+def test_same_seed_gives_same_bytes_whatever_the_workers(tmp_path, tiny_tree):
+    again = generate_mini_benchmark(tmp_path / "again", workers=2, **TINY)
+    assert _tree_digest(again) == _tree_digest(tiny_tree)
+
+
+def test_other_seed_gives_other_images(tmp_path, tiny_tree):
+    other = generate_mini_benchmark(tmp_path / "other", workers=1, **{**TINY, "seed": 4})
+    a, b = _tree_digest(tiny_tree), _tree_digest(other)
+    images = [k for k in a if k.endswith((".png", ".jpg"))]
+    assert set(a) == set(b)
+    assert all(a[k] != b[k] for k in images)
+
+
+def test_ensure_reuses_matching_tree_and_regenerates_otherwise(tmp_path):
+    root = tmp_path / "mini"
+    ensure_mini_benchmark(root, workers=1, **TINY)
+    marker = root / "marker.txt"
+    marker.write_text("still here")
+    ensure_mini_benchmark(root, workers=2, **TINY)  # workers do not change the output
+    assert marker.exists()
+    ensure_mini_benchmark(root, workers=1, **{**TINY, "photos_per_class": 1})
+    assert not marker.exists()  # regenerated from scratch
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["params"]["photos_per_class"] == 1
+    assert manifest["version"] == synthetic.GENERATOR_VERSION
+    assert len(_read_pairs(root / "zeroshot/photo_filelist_train.txt")) == TINY["n_seen"]
+    assert not list(tmp_path.glob(".mini.tmp-*"))  # no temporary directory left behind
+
+
+def test_ensure_rejects_unknown_parameters(tmp_path):
+    with pytest.raises(TypeError, match="unknown"):
+        ensure_mini_benchmark(tmp_path / "m", n_sketches=3)
+
+
+def test_never_overwrites_a_foreign_directory(tmp_path):
+    root = tmp_path / "precious"
+    root.mkdir()
+    (root / "thesis.tex").write_text("do not delete")
+    with pytest.raises(FileExistsError, match="refusing"):
+        generate_mini_benchmark(root, workers=1, **TINY)
+    assert (root / "thesis.tex").exists()
+
+
+def test_plot_mini_benchmark(tiny_tree):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from amalib.data.synthetic import plot_mini_benchmark
+
+    fig = plot_mini_benchmark(tiny_tree, n_classes=3, per_class=2)
+    assert len(fig.axes) == 3 * 4
+    matplotlib.pyplot.close(fig)
