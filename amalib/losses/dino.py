@@ -104,11 +104,15 @@ class DINOLoss(nn.Module):
         if n_crops < self.n_global:
             raise ValueError(f"student has {n_crops} crops, fewer than n_global={self.n_global}")
 
-        # Softmax in float32 even under autocast (K = 65536 logits at temperature 0.04).
+        # At least float32 even for bf16/fp16 inputs (K = 65536 logits at temperature 0.04).
+        dtype = torch.promote_types(
+            torch.promote_types(student_output.dtype, teacher_output.dtype), torch.float32
+        )
         temp = self.teacher_temp(epoch)
-        teacher_probs = F.softmax((teacher_output.detach().float() - self.center) / temp, dim=-1)
+        centred = teacher_output.detach().to(dtype) - self.center.to(dtype)
+        teacher_probs = F.softmax(centred / temp, dim=-1)
         teacher_probs = teacher_probs.reshape(self.n_global, batch, -1)
-        student_log_probs = F.log_softmax(student_output.float() / self.student_temp, dim=-1)
+        student_log_probs = F.log_softmax(student_output.to(dtype) / self.student_temp, dim=-1)
         student_log_probs = student_log_probs.reshape(n_crops, batch, -1)
 
         # cross_entropy[g, c] = mean_i −Σ_k q_gik · log p_cik

@@ -266,10 +266,20 @@ def _suggestion(info: dict) -> str:
     )
 
 
+def _key_order(key: str) -> tuple:
+    """Non-block keys first, then blocks in numeric order (``blocks.2`` before ``blocks.10``)."""
+    name = key.split(":")[0]
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split("."))
+    return (name.startswith("blocks."), parts)
+
+
 def _listing(items: list[str]) -> str:
+    items = sorted(items, key=_key_order)
     shown = items[:_MAX_LISTED]
     more = f" ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
-    return ", ".join(shown) + more
+    blocks = sorted({int(k.split(".")[1]) for k in items if k.startswith("blocks.")})
+    in_blocks = f" (in blocks {blocks[0]}..{blocks[-1]})" if len(blocks) > 1 else ""
+    return ", ".join(shown) + more + in_blocks
 
 
 def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> bool:
@@ -283,8 +293,8 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> boo
 
     expected = model.state_dict()
     state_dict = dict(state_dict)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+    missing = list(set(expected) - set(state_dict))
+    unexpected = list(set(state_dict) - set(expected))
     resampled = False
     pos, own_pos = state_dict.get("pos_embed"), expected.get("pos_embed")
     if (
@@ -302,11 +312,12 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> boo
                 pos.float(), new_size=list(grid), old_size=[old, old], num_prefix_tokens=1
             )
             resampled = True
-    shapes = sorted(
+    shapes = (
         f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in set(expected) & set(state_dict)
         if state_dict[k].shape != expected[k].shape
     )
+    shapes = list(shapes)
     if missing or unexpected or shapes:
         model_info = {
             "embed_dim": getattr(model, "embed_dim", None),
@@ -331,13 +342,14 @@ def _load_head_state(head: nn.Module, state_dict: dict, origin: str) -> None:
 
     expected = {official_head_key(k): v for k, v in head.state_dict().items()}
     state_dict = {official_head_key(k): v for k, v in state_dict.items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(
+    missing = list(set(expected) - set(state_dict))
+    unexpected = list(set(state_dict) - set(expected))
+    shapes = (
         f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in set(expected) & set(state_dict)
         if state_dict[k].shape != expected[k].shape
     )
+    shapes = list(shapes)
     if missing or unexpected or shapes:
         parts = [f"{origin}: the head does not fit."]
         if shapes:

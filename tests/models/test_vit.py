@@ -1,0 +1,87 @@
+"""ViT factory: DINO's key layout, CLS output, dynamic image size, gradients."""
+
+import pytest
+import torch
+
+from amalib.models.vit import VIT_PRESETS, create_vit
+
+
+def official_dino_vit_shapes(embed_dim, depth, patch_size, img_size, mlp_ratio=4):
+    """Key → shape of DINO's ``vision_transformer.VisionTransformer(num_classes=0)``, written out."""
+    grid = img_size // patch_size
+    hidden = embed_dim * mlp_ratio
+    shapes = {
+        "cls_token": (1, 1, embed_dim),
+        "pos_embed": (1, grid * grid + 1, embed_dim),
+        "patch_embed.proj.weight": (embed_dim, 3, patch_size, patch_size),
+        "patch_embed.proj.bias": (embed_dim,),
+        "norm.weight": (embed_dim,),
+        "norm.bias": (embed_dim,),
+    }
+    for i in range(depth):
+        shapes |= {
+            f"blocks.{i}.norm1.weight": (embed_dim,),
+            f"blocks.{i}.norm1.bias": (embed_dim,),
+            f"blocks.{i}.attn.qkv.weight": (3 * embed_dim, embed_dim),
+            f"blocks.{i}.attn.qkv.bias": (3 * embed_dim,),
+            f"blocks.{i}.attn.proj.weight": (embed_dim, embed_dim),
+            f"blocks.{i}.attn.proj.bias": (embed_dim,),
+            f"blocks.{i}.norm2.weight": (embed_dim,),
+            f"blocks.{i}.norm2.bias": (embed_dim,),
+            f"blocks.{i}.mlp.fc1.weight": (hidden, embed_dim),
+            f"blocks.{i}.mlp.fc1.bias": (hidden,),
+            f"blocks.{i}.mlp.fc2.weight": (embed_dim, hidden),
+            f"blocks.{i}.mlp.fc2.bias": (embed_dim,),
+        }
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "arch, patch_size, img_size",
+    [("vit_mini", 8, 64), ("vit_tiny", 16, 224), ("vit_small", 8, 224), ("vit_base", 16, 224)],
+)
+def test_state_dict_has_official_dino_layout(arch, patch_size, img_size):
+    preset = VIT_PRESETS[arch]
+    model = create_vit(arch, patch_size=patch_size, img_size=img_size)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == official_dino_vit_shapes(preset.embed_dim, preset.depth, patch_size, img_size)
+    assert model.embed_dim == preset.embed_dim
+    assert model.blocks[0].attn.num_heads == preset.num_heads
+
+
+def test_vit_mini_is_small():
+    n_params = sum(p.numel() for p in create_vit("vit_mini", patch_size=8, img_size=64).parameters())
+    assert 2.5e6 < n_params < 2.9e6
+
+
+def test_forward_returns_normalised_cls_token_at_any_size():
+    torch.manual_seed(0)
+    model = create_vit("vit_mini", patch_size=8, img_size=64).eval()
+    for size in [(64, 64), (32, 32), (48, 80)]:
+        images = torch.randn(3, 3, *size)
+        out = model(images)
+        assert out.shape == (3, 192)
+        # Reference: the token sequence after the final LayerNorm, CLS row.
+        tokens = model.forward_features(images)
+        assert tokens.shape[1] == 1 + (size[0] // 8) * (size[1] // 8)
+        torch.testing.assert_close(out, tokens[:, 0])
+
+
+def test_fused_attention_is_on():
+    model = create_vit("vit_mini", patch_size=8, img_size=64)
+    assert all(block.attn.fused_attn for block in model.blocks)
+
+
+def test_unknown_arch_names_the_choices():
+    with pytest.raises(ValueError, match="vit_mini"):
+        create_vit("vit_huge")
+
+
+def test_every_parameter_gets_a_finite_gradient():
+    torch.manual_seed(0)
+    model = create_vit("vit_mini", patch_size=8, img_size=32, drop_path_rate=0.1)
+    model(torch.randn(2, 3, 32, 32)).square().sum().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
