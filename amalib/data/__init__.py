@@ -12,18 +12,21 @@ import importlib
 
 _EXPORTS = {
     "benchmarks": (
-        "BENCHMARKS", "BenchmarkSpec", "get_benchmark", "read_class_names", "read_file_list",
+        "BENCHMARKS", "BenchmarkSpec", "get_benchmark", "mini_benchmark_spec",
+        "read_class_names", "read_file_list", "resolve_benchmark",
     ),
     "datasets": (
-        "LabelledImages", "UnlabelledImages", "build_eval_sets", "build_training_sets",
-        "collate_skip_broken",
+        "LabelledImages", "UnlabelledImages", "build_eval_sets", "build_pretrain_set",
+        "build_training_sets", "collate_skip_broken",
     ),
     "transforms": ("MultiCropTransform", "collate_multicrop", "eval_transform"),
     "synthetic": (
         "ensure_mini_benchmark", "generate_mini_benchmark", "mini_benchmark_classes",
         "plot_mini_benchmark", "render_photo", "render_sketch",
     ),
-    "prepare": ("BenchmarkReport", "build_file_lists", "check_benchmark", "prepare_main"),
+    "prepare": (
+        "BenchmarkReport", "SplitReport", "build_file_lists", "check_benchmark", "prepare_main",
+    ),
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
