@@ -104,21 +104,23 @@ class DINOLoss(nn.Module):
         if n_crops < self.n_global:
             raise ValueError(f"student has {n_crops} crops, fewer than n_global={self.n_global}")
 
-        # At least float32 even for bf16/fp16 inputs (K = 65536 logits at temperature 0.04).
+        # At least float32, also under autocast (K = 65536 logits at temperature 0.04).
         dtype = torch.promote_types(
             torch.promote_types(student_output.dtype, teacher_output.dtype), torch.float32
         )
-        temp = self.teacher_temp(epoch)
-        centred = teacher_output.detach().to(dtype) - self.center.to(dtype)
-        teacher_probs = F.softmax(centred / temp, dim=-1)
-        teacher_probs = teacher_probs.reshape(self.n_global, batch, -1)
-        student_log_probs = F.log_softmax(student_output.to(dtype) / self.student_temp, dim=-1)
-        student_log_probs = student_log_probs.reshape(n_crops, batch, -1)
+        with torch.autocast(device_type=student_output.device.type, enabled=False):
+            temp = self.teacher_temp(epoch)
+            centred = teacher_output.detach().to(dtype) - self.center.to(dtype)
+            teacher_probs = F.softmax(centred / temp, dim=-1).reshape(self.n_global, batch, -1)
+            student_log_probs = F.log_softmax(student_output.to(dtype) / self.student_temp, dim=-1)
+            student_log_probs = student_log_probs.reshape(n_crops, batch, -1)
 
-        # cross_entropy[g, c] = mean_i −Σ_k q_gik · log p_cik
-        cross_entropy = -torch.einsum("gik,cik->gc", teacher_probs, student_log_probs) / batch
-        same_view = torch.eye(self.n_global, n_crops, dtype=torch.bool, device=cross_entropy.device)
-        loss = cross_entropy.masked_select(~same_view).mean()
+            # cross_entropy[g, c] = mean_i −Σ_k q_gik · log p_cik
+            cross_entropy = -torch.einsum("gik,cik->gc", teacher_probs, student_log_probs) / batch
+            same_view = torch.eye(
+                self.n_global, n_crops, dtype=torch.bool, device=cross_entropy.device
+            )
+            loss = cross_entropy.masked_select(~same_view).mean()
 
         self.update_center(teacher_output)
         return loss

@@ -131,3 +131,32 @@ def test_loss_decreases_over_a_few_steps():
         ema_update(student, teacher, 0.99)
         losses.append(loss.item())
     assert losses[-1] < 0.75 * losses[0], losses
+
+
+def _autocast_step(device):
+    torch.manual_seed(0)
+    student, teacher = build_student_teacher(**SMALL)
+    student, teacher = student.to(device), teacher.to(device)
+    crops = [crop.to(device) for crop in crops_for(batch=2)]
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        _, student_out = student(crops)
+        with torch.no_grad():
+            _, teacher_out = teacher(crops[:2])
+        loss = DINOLoss(64).to(device)(student_out, teacher_out, epoch=0)
+    loss.backward()
+    assert student_out.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert torch.isfinite(loss)
+    for name, param in student.named_parameters():
+        assert param.dtype == torch.float32, name
+        if param.requires_grad:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+
+
+def test_bf16_autocast_step_on_cpu():
+    _autocast_step(torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_autocast_step_on_cuda():
+    _autocast_step(torch.device("cuda"))
