@@ -34,12 +34,11 @@ def reference_dino_loss(student_output, teacher_output, center, teacher_temp, st
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("n_local", [0, 2, 5])
-@pytest.mark.parametrize("n_global", [1, 2])
+@pytest.mark.parametrize(
+    "n_global, n_local", [(1, 2), (1, 5), (2, 0), (2, 2), (2, 5)]  # (1, 0) has no pair
+)
 @pytest.mark.parametrize("temps", [(0.04, 0.1), (0.07, 0.2), (1.0, 1.0)])
 def test_matches_loop_reference(batch, n_local, n_global, temps):
-    if n_global == 1 and n_local == 0:
-        pytest.skip("no pair of different views")
     teacher_temp, student_temp = temps
     out_dim = 7
     generator = torch.Generator().manual_seed(batch * 100 + n_local * 10 + n_global)
