@@ -1,0 +1,34 @@
+"""Training engine: configs, the AMA loop, checkpoints, distributed helpers, the demo.
+
+Submodules are imported on demand so that ``import amalib.engine`` stays cheap:
+:mod:`~amalib.engine.config`, :mod:`~amalib.engine.objective`, :mod:`~amalib.engine.trainer`,
+:mod:`~amalib.engine.features`, :mod:`~amalib.engine.evaluate`, :mod:`~amalib.engine.state`,
+:mod:`~amalib.engine.distributed`, :mod:`~amalib.engine.demo`, :mod:`~amalib.engine.ablation`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "config": ("ConfigError", "load_config", "apply_overrides", "available_configs"),
+    "objective": ("ObjectiveSchedule",),
+    "trainer": ("Trainer", "TrainingDivergedError", "train"),
+    "features": ("FeatureSet", "extract_features"),
+    "evaluate": ("evaluate_backbone", "load_trained_backbone", "test_features"),
+    "state": ("save_checkpoint", "load_checkpoint", "export_teacher"),
+    "demo": ("run_demo",),
+    "ablation": ("run_ablation", "format_ablation"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

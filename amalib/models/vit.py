@@ -34,6 +34,8 @@ class ViTPreset:
 VIT_PRESETS: dict[str, ViTPreset] = {
     # A small preset for the embedded CPU benchmark (~2.7M parameters; use patch 8 at 64 px).
     "vit_mini": ViTPreset(embed_dim=192, depth=6, num_heads=3),
+    # A toy preset for fast tests of the whole pipeline (not for results).
+    "vit_micro": ViTPreset(embed_dim=48, depth=2, num_heads=2),
     "vit_tiny": ViTPreset(embed_dim=192, depth=12, num_heads=3),
     "vit_small": ViTPreset(embed_dim=384, depth=12, num_heads=6),
     "vit_base": ViTPreset(embed_dim=768, depth=12, num_heads=12),

@@ -1,0 +1,227 @@
+"""Command line: ``amalib demo | train | eval | prepare | retrieve | pretrain | ablate``.
+
+``python -m amalib ...`` works too, and so does ``torchrun --nproc_per_node N -m amalib train``.
+User mistakes (a bad path, an unknown config key or benchmark) print one ``error:`` line and
+exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str | None = "mini") -> None:
+    p.add_argument("--config", default=default,
+                   help="shipped config name (mini, sketchy21, sketchy25, tuberlin, quickdraw, "
+                        "mini_pretrain) or a YAML path (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amalib",
+        description="Asymmetric Mutual Alignment for unsupervised zero-shot sketch-based "
+                    "image retrieval.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the main job on the embedded mini-benchmark (CPU, minutes)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    _add_config_args(p)
+
+    p = sub.add_parser("train", help="train AMA on a benchmark")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    _add_config_args(p, default=None)
+
+    p = sub.add_parser("pretrain", help="plain DINO on the mini-benchmark's extra photo classes")
+    p.add_argument("--out", default="runs/mini_pretrain", help="run directory")
+    p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    p.add_argument("--export", default=None,
+                   help="also write the teacher as a float16 DINO-style file here")
+    _add_config_args(p, default="mini_pretrain")
+
+    p = sub.add_parser("eval", help="zero-shot retrieval metrics of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
+    p.add_argument("--ap", choices=("interpolated", "sklearn"), default=None,
+                   help="AP convention (default: the checkpoint config's)")
+    p.add_argument("--json", default=None, help="also write the metrics to this file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the checkpoint's config, e.g. --set data.root=/data")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("prepare", help="check a downloaded benchmark or build its file lists")
+    p.add_argument("benchmark", help="sketchy21, sketchy25, tuberlin, quickdraw or mini")
+    p.add_argument("--root", required=True, help="data root holding the benchmark's folder")
+    p.add_argument("--build-from", default=None,
+                   help="raw class-per-folder download (<raw>/sketch/<class>/*, "
+                        "<raw>/photo/<class>/*) to build the file lists from")
+
+    p = sub.add_parser("retrieve", help="top-k photos for one sketch, as a picture")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--sketch", required=True, help="sketch image file")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--out", default="retrieval.png", help="output picture")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("ablate", help="SD only, +CC, +MA, +SG on the mini-benchmark over seeds")
+    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    _add_config_args(p)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _spec(root, name: str):
+    from amalib.data.benchmarks import resolve_benchmark
+    from amalib.engine.config import ConfigError
+
+    try:
+        return resolve_benchmark(root, name)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from err
+
+
+def _cmd_demo(args) -> int:
+    from amalib.engine.demo import run_demo
+
+    run_demo(args.out, config=args.config, seed=args.seed, overrides=args.overrides,
+             progress=not args.no_progress)
+    return 0
+
+
+def _cmd_train(args, mode: str = "ama") -> int:
+    from amalib.engine.config import ConfigError, load_config
+    from amalib.engine.trainer import Trainer
+
+    if args.config is None:
+        raise ConfigError("--config is required (e.g. --config sketchy21 or --config mini)")
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg, args.out, device=args.device, mode=mode, resume=args.resume,
+                      progress=not args.no_progress)
+    trainer.fit()
+    if mode == "pretrain" and getattr(args, "export", None):
+        from amalib.engine.state import export_teacher
+
+        path = export_teacher(Path(args.out) / "checkpoint.pth", args.export)
+        print(f"teacher exported to {path}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from amalib.data.datasets import build_eval_sets
+    from amalib.data.transforms import eval_transform
+    from amalib.engine.config import apply_overrides
+    from amalib.engine.distributed import init_distributed
+    from amalib.engine.evaluate import evaluate_backbone, load_trained_backbone
+
+    backbone, cfg = load_trained_backbone(args.checkpoint)
+    cfg = apply_overrides(cfg, args.overrides)
+    device = init_distributed(args.device).device
+    dcfg = cfg["data"]
+    spec = _spec(dcfg["root"], cfg["benchmark"])
+    sets = build_eval_sets(dcfg["root"], spec, eval_transform(dcfg["eval_resize"],
+                                                              dcfg["eval_crop"]))
+    result = evaluate_backbone(backbone.to(device), sets, ap=args.ap or cfg["eval"]["ap"],
+                               batch_size=dcfg["eval_batch_size"], device=device,
+                               progress=not args.no_progress)
+    keys = ("mAP@all", "mAP@200", "P@100", "P@200")
+    print(f"{cfg['benchmark']} ({result['ap']} AP, {result['n_used']} queries, "
+          f"{result['n_excluded']} excluded): "
+          + "  ".join(f"{k} {result[k]:.4f}" for k in keys))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from amalib.data.prepare import prepare_main
+
+    return prepare_main(args.benchmark, args.root, build_from=args.build_from)
+
+
+def _cmd_retrieve(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from amalib.data.datasets import build_eval_sets, load_rgb
+    from amalib.data.transforms import eval_transform
+    from amalib.engine.config import apply_overrides
+    from amalib.engine.evaluate import load_trained_backbone, test_features
+    from amalib.viz.retrieval import plot_retrieval_grid, top_k
+
+    sketch = Path(args.sketch)
+    if not sketch.is_file():
+        raise FileNotFoundError(f"sketch image not found: {sketch}")
+    backbone, cfg = load_trained_backbone(args.checkpoint)
+    cfg = apply_overrides(cfg, args.overrides)
+    dcfg = cfg["data"]
+    tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"])
+    spec = _spec(dcfg["root"], cfg["benchmark"])
+    sets = build_eval_sets(dcfg["root"], spec, tf)
+    _, gallery = test_features(backbone, sets, batch_size=dcfg["eval_batch_size"],
+                               progress=False)
+    with torch.inference_mode():
+        query = backbone(tf(load_rgb(sketch))[None])
+    ranked, scores = top_k(query, gallery.features, k=args.k)
+    photos = sets["photo_test"]
+    fig = plot_retrieval_grid([sketch], [photos.root / p for p in photos.paths], ranked,
+                              title=f"top-{args.k} photos for {sketch.name}")
+    fig.savefig(args.out, dpi=100)
+    names = photos.class_names
+    for rank, (j, s) in enumerate(zip(ranked[0], scores[0]), 1):
+        label = names[int(photos.labels[j])] if names else int(photos.labels[j])
+        print(f"{rank:>2}. {photos.paths[j]}  ({label}, cosine {s:.3f})")
+    print(f"picture written to {args.out}")
+    return 0
+
+
+def _cmd_ablate(args) -> int:
+    from amalib.engine.ablation import format_ablation, run_ablation
+
+    table = run_ablation(args.out, seeds=args.seeds, config=args.config,
+                         overrides=args.overrides, progress=not args.no_progress)
+    print(format_ablation(table))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from amalib.engine.config import ConfigError
+    from amalib.engine.trainer import TrainingDivergedError
+
+    args = build_parser().parse_args(argv)
+    commands = {
+        "demo": _cmd_demo,
+        "train": _cmd_train,
+        "pretrain": lambda a: _cmd_train(a, mode="pretrain"),
+        "eval": _cmd_eval,
+        "prepare": _cmd_prepare,
+        "retrieve": _cmd_retrieve,
+        "ablate": _cmd_ablate,
+    }
+    try:
+        return commands[args.command](args)
+    except (ConfigError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,608 @@
+"""The AMA training loop, read like the algorithm box of the paper.
+
+For every epoch::
+
+    if the objective needs prototypes at this epoch:
+        extract teacher features of each domain's whole training set -> k-means (per granularity)
+    train one epoch: per step, teacher forward on the global crops (no grad), student forward on
+        every crop (sketches and photos of one resolution in one backbone call), the scheduled
+        loss terms, an optimiser step and an EMA update of the teacher
+    evaluate zero-shot retrieval on the unseen classes (teacher backbone, cosine similarity)
+    log a summary line and metrics.jsonl, write a checkpoint
+
+Labels are read only by the evaluation; no loss ever sees one. The last epoch is reported — no
+model is selected on test data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import nullcontext
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from amalib.engine import distributed as du
+from amalib.engine.config import ConfigError, save_config
+from amalib.engine.features import FeatureSet, extract_features
+from amalib.engine.objective import ObjectiveSchedule
+from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, seed_everything
+
+__all__ = ["Trainer", "TrainingDivergedError", "resolve_pretrained", "train"]
+
+DOMAINS = ("sketch", "photo")
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "false": None}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def resolve_pretrained(spec: str | None) -> str | None:
+    """Turn ``model.pretrained`` into a path (or hub tag); ``None``/``"none"`` means random init.
+
+    ``package:assets/x.pth`` resolves inside the installed amalib; ``hub:<timm tag>`` is passed
+    through; anything else is a filesystem path, which must exist.
+    """
+    if spec is None or str(spec).lower() == "none":
+        return None
+    spec = str(spec)
+    if spec.startswith("hub:"):
+        return spec
+    if spec.startswith("package:"):
+        path = Path(str(resources.files("amalib") / spec[len("package:"):]))
+    else:
+        path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights not found: {path} (model.pretrained={spec!r}). For the real "
+            "benchmarks download the official DINO ViT-B/16 file (dino_vitbase16_pretrain.pth or "
+            "dino_vitbase16_pretrain_full_checkpoint.pth from the DINO repository) and pass "
+            "--set model.pretrained=/path/to/file; `model.pretrained=none` trains from random "
+            "weights on purpose."
+        )
+    return str(path)
+
+
+def _param_groups(model: nn.Module) -> list[dict]:
+    """No weight decay on biases and norm parameters (DINO's get_params_groups)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and exits."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """AMA (or, with ``mode="pretrain"``, plain DINO on one photo domain) on one config.
+
+    Args:
+        config: Resolved config (see ``amalib/configs/mini.yaml``).
+        run_dir: Where the config, metrics, figures and checkpoints go (rank 0 writes).
+        device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+        mode: ``"ama"`` (sketches and photos of the seen classes) or ``"pretrain"`` (plain DINO on
+            the mini-benchmark's extra photo classes; no clustering, no alignment terms).
+        resume: Path of a checkpoint to continue from.
+        progress: Show progress bars.
+        log: Function that prints one line (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        run_dir: str | Path,
+        *,
+        device: str | None = None,
+        mode: str = "ama",
+        resume: str | Path | None = None,
+        progress: bool = True,
+        log=print,
+    ) -> None:
+        if mode not in ("ama", "pretrain"):
+            raise ValueError(f"mode must be 'ama' or 'pretrain', got {mode!r}")
+        self.cfg = config
+        self.mode = mode
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.dist = du.init_distributed(device)
+        self.device = self.dist.device
+        self._log = log
+        self.domains = ("photo",) if mode == "pretrain" else DOMAINS
+        tcfg = config["train"]
+        self.amp_dtype = _AMP_DTYPES.get(str(tcfg.get("amp")).lower(), "invalid")
+        if self.amp_dtype == "invalid":
+            raise ConfigError(f"train.amp must be one of {sorted(_AMP_DTYPES)}, got {tcfg['amp']!r}")
+        self.use_amp = self.amp_dtype is not None and self.device.type == "cuda"
+        seed_everything(int(tcfg["seed"]))
+        self.schedule = self._build_schedule()
+        self._setup_data()
+        self._setup_models()
+        self._setup_optimisation()
+        self.start_epoch, self.start_step = 0, 0
+        self.history: list[dict] = []
+        if resume is not None:
+            self._resume(resume)
+        self.clusters: dict[str, list] = {}
+
+    # ------------------------------------------------------------------ setup
+    def log(self, line: str) -> None:
+        if du.is_main_process():
+            self._log(line)
+
+    def _build_schedule(self) -> ObjectiveSchedule:
+        sched = dict(self.cfg["loss"]["schedule"])
+        if self.mode == "pretrain":
+            sched.update(sd_sketch_weight=0.0, use_cc=False, use_ma=False, use_sg=False)
+        try:
+            return ObjectiveSchedule.from_config(sched)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"loss.schedule: {err}") from err
+
+    def _setup_data(self) -> None:
+        from amalib.data.benchmarks import get_benchmark, resolve_benchmark
+        from amalib.data.datasets import build_eval_sets, build_pretrain_set, build_training_sets
+        from amalib.data.transforms import MultiCropTransform, eval_transform
+
+        dcfg = self.cfg["data"]
+        try:
+            get_benchmark(str(self.cfg["benchmark"]))
+        except KeyError as err:
+            raise ConfigError(err.args[0]) from err
+        if dcfg.get("root") is None:
+            raise ConfigError(
+                "data.root is not set: pass --set data.root=/path/to/datasets (the folder that "
+                "holds the benchmark's list files)"
+            )
+        root = Path(dcfg["root"])
+        if dcfg.get("generate"):
+            from amalib.data.synthetic import ensure_mini_benchmark
+
+            if du.is_main_process():
+                ensure_mini_benchmark(root, **dcfg["generate"])
+            du.barrier()
+        self.root = root
+        self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
+        crops = {d: dict(dcfg[f"{d}_crops"]) for d in DOMAINS}
+        transforms = {d: MultiCropTransform(domain=d, **crops[d]) for d in DOMAINS}
+        self.n_global = crops["photo"]["n_global"]
+        if self.mode == "pretrain":
+            self.train_sets = {"photo": build_pretrain_set(root, self.spec, transforms["photo"])}
+        else:
+            sketch_ds, photo_ds = build_training_sets(
+                root, self.spec, transforms["sketch"], transforms["photo"]
+            )
+            self.train_sets = {"sketch": sketch_ds, "photo": photo_ds}
+        # One set of datasets: test splits with the evaluation transform, training splits (for
+        # clustering) with the cluster transform.
+        self.eval_sets = build_eval_sets(
+            root, self.spec, eval_transform(dcfg["eval_resize"], dcfg["eval_crop"]),
+            train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"]),
+        )
+        batch = int(dcfg["batch_size"])
+        per_epoch = max(len(ds) // (batch * self.dist.world_size) for ds in self.train_sets.values())
+        cap = self.cfg["train"].get("max_steps_per_epoch")
+        self.steps_per_epoch = min(per_epoch, int(cap)) if cap else per_epoch
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"data.batch_size={batch} x {self.dist.world_size} processes is larger than the "
+                f"training set ({min(len(d) for d in self.train_sets.values())} images)"
+            )
+
+    def _setup_models(self) -> None:
+        from amalib.models import build_student_teacher, load_dino_weights
+        from amalib.models.checkpoint import load_dino_backbone
+
+        mcfg = self.cfg["model"]
+        student, teacher = build_student_teacher(
+            arch=mcfg["arch"],
+            patch_size=mcfg["patch_size"],
+            img_size=mcfg["img_size"],
+            out_dim=mcfg["out_dim"],
+            drop_path_rate=mcfg["drop_path_rate"],
+            hidden_dim=mcfg["hidden_dim"],
+            bottleneck_dim=mcfg["bottleneck_dim"],
+            norm_last_layer=mcfg["norm_last_layer"],
+        )
+        self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
+        if self.pretrained is None:
+            self.log("model.pretrained is 'none': the backbone starts from RANDOM weights.")
+        elif self.pretrained.startswith("hub:"):
+            backbone = load_dino_backbone(self.pretrained, arch=mcfg["arch"],
+                                          patch_size=mcfg["patch_size"])
+            for net in (student, teacher):
+                net.backbone.load_state_dict(backbone.state_dict(), strict=True)
+            self.log(f"loaded backbone weights from {self.pretrained} (head: random init)")
+        else:
+            report = load_dino_weights(student, teacher, self.pretrained)
+            head = "with its head" if report.get("head_loaded") else "head: random init"
+            self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} ({head})")
+        self.student = student.to(self.device)
+        self.teacher = teacher.to(self.device)
+        self.teacher.eval()  # no dropout/drop-path; it has no batch norm either
+        self.student_ddp = self.student
+        if du.is_distributed():
+            self.student_ddp = nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if self.cfg["train"].get("compile"):
+            self.student_ddp = torch.compile(self.student_ddp)
+
+    def _setup_optimisation(self) -> None:
+        from amalib.losses.cluster_contrast import ClusterContrastLoss
+        from amalib.losses.dino import DINOLoss
+        from amalib.losses.mutual_alignment import MutualAlignmentLoss
+        from amalib.losses.similarity_guidance import SimilarityGuidanceLoss
+        from amalib.models import cosine_schedule
+
+        tcfg, lcfg = self.cfg["train"], self.cfg["loss"]
+        epochs = int(tcfg["epochs"])
+        self.epochs = epochs
+        self.dino_losses = nn.ModuleDict({
+            d: DINOLoss(self.cfg["model"]["out_dim"], n_epochs=max(epochs, 1),
+                        n_global=self.n_global, **lcfg["dino"])
+            for d in self.domains
+        }).to(self.device)
+        ccfg = lcfg["cluster"]
+        self.cc_loss = ClusterContrastLoss(
+            temperature=ccfg["temperature"],
+            prototype_temperature=ccfg["prototype_temperature"],
+            confidence_threshold=ccfg["confidence_threshold"],
+        )
+        self.ma_loss = MutualAlignmentLoss(**lcfg["mutual_alignment"])
+        self.sg_loss = SimilarityGuidanceLoss(**lcfg["similarity_guidance"])
+
+        global_batch = self.cfg["data"]["batch_size"] * self.dist.world_size
+        lr = tcfg["lr"] * global_batch / 32
+        kind = tcfg["optimizer"].lower()
+        groups = _param_groups(self.student)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if kind == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=tcfg["momentum"],
+                                             weight_decay=tcfg["weight_decay"], **fused)
+        elif kind == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=tcfg["weight_decay"],
+                                               **fused)
+        else:
+            raise ConfigError(f"train.optimizer must be 'sgd' or 'adamw', got {kind!r}")
+        steps = self.steps_per_epoch
+        self.lr_schedule = cosine_schedule(lr, tcfg["min_lr"], epochs, steps,
+                                           warmup_epochs=min(tcfg["warmup_epochs"], epochs))
+        self.momentum_schedule = cosine_schedule(
+            tcfg["teacher_momentum"], tcfg["teacher_momentum_final"], epochs, steps
+        )
+        self.scaler = torch.amp.GradScaler(
+            enabled=self.use_amp and self.amp_dtype == torch.float16
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, epoch: int, step: int) -> dict:
+        return {
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "dino_loss": {d: loss.state_dict() for d, loss in self.dino_losses.items()},
+            "epoch": epoch,
+            "step": step,
+            "mode": self.mode,
+            "rng": rng_state(),
+            "config": self.cfg,
+            "history": self.history,
+        }
+
+    def _resume(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("mode", "ama") != self.mode:
+            raise ConfigError(f"{path} is a {state.get('mode')!r} checkpoint, not {self.mode!r}")
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        for d, loss in self.dino_losses.items():
+            loss.load_state_dict(state["dino_loss"][d])
+        self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
+        self.history = list(state.get("history", []))
+        self.log(f"resumed from {path} at epoch {self.start_epoch}, step {self.start_step}")
+
+    def _save(self, epoch: int, step: int, name: str = "checkpoint.pth") -> None:
+        if du.is_main_process():
+            save_checkpoint(self.state_dict(epoch, step), self.run_dir / name)
+        du.barrier()
+
+    # ------------------------------------------------------------------ pieces
+    def _loader(self, domain: str, epoch: int, cycle: int = 0) -> DataLoader:
+        from amalib.data.transforms import collate_multicrop
+
+        ds = self.train_sets[domain]
+        seed = int(self.cfg["train"]["seed"]) * 1000 + epoch * 10 + cycle
+        gen = torch.Generator().manual_seed(seed + (0 if domain == "sketch" else 500_000))
+        if du.is_distributed():
+            sampler = torch.utils.data.distributed.DistributedSampler(
+                ds, shuffle=True, seed=seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = torch.utils.data.RandomSampler(ds, generator=gen)
+        workers = int(self.cfg["data"]["num_workers"])
+        return DataLoader(
+            ds, batch_size=self.cfg["data"]["batch_size"], sampler=sampler, drop_last=True,
+            num_workers=workers, collate_fn=collate_multicrop, generator=gen,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _batches(self, epoch: int):
+        """Yield ``{domain: (crops, indices)}``; the shorter domain's loader is cycled."""
+        iters = {d: iter(self._loader(d, epoch)) for d in self.domains}
+        cycles = dict.fromkeys(self.domains, 0)
+        for _ in range(self.steps_per_epoch):
+            batch = {}
+            for d in self.domains:
+                try:
+                    batch[d] = next(iters[d])
+                except StopIteration:
+                    cycles[d] += 1
+                    iters[d] = iter(self._loader(d, epoch, cycles[d]))
+                    batch[d] = next(iters[d])
+            yield batch
+
+    def extract(self, split: str) -> FeatureSet:
+        """Teacher-backbone features of one split (``sketch_test``, ``photo_train``, …)."""
+        return extract_features(
+            self.teacher.backbone, self.eval_sets[split],
+            batch_size=self.cfg["data"]["eval_batch_size"], device=self.device,
+            num_workers=int(self.cfg["data"]["num_workers"]),
+            amp_dtype=self.amp_dtype, desc=split, progress=self.progress,
+        )
+
+    def cluster(self, epoch: int) -> None:
+        """k-means of each domain's teacher features at every granularity (rank 0, broadcast)."""
+        from amalib.clustering import cluster_features
+
+        ccfg = self.cfg["loss"]["cluster"]
+        for d in self.domains:
+            feats = self.extract(f"{d}_train")
+            results = None
+            if du.is_main_process():
+                t0 = time.perf_counter()
+                results = cluster_features(
+                    feats.features[feats.valid], ccfg["granularities"], n_iter=ccfg["n_iter"],
+                    n_redo=ccfg["n_redo"], max_points_per_centroid=ccfg["max_points_per_centroid"],
+                    seed=int(self.cfg["train"]["seed"]) + epoch,
+                )
+                # Assignments indexed by dataset position; unreadable images get -1.
+                for r in results:
+                    full = torch.full((len(feats),), -1, dtype=torch.long)
+                    full[feats.valid] = r.assignments
+                    r.assignments = full
+                self.log(f"  k-means {d}: K={[r.n_clusters for r in results]} "
+                         f"({time.perf_counter() - t0:.1f} s)")
+            self.clusters[d] = du.broadcast_object(results)
+
+    def evaluate(self) -> dict:
+        """Zero-shot retrieval of unseen-class sketches against unseen-class photos."""
+        from amalib.metrics import evaluate_retrieval
+
+        q, g = self.extract("sketch_test"), self.extract("photo_test")
+        return evaluate_retrieval(
+            q.features[q.valid], q.labels[q.valid], g.features[g.valid], g.labels[g.valid],
+            ap=self.cfg["eval"]["ap"],
+        )
+
+    def compute_losses(self, batch: dict, epoch: int) -> dict[str, torch.Tensor]:
+        """All active loss terms of one step, from one teacher and one student forward pass.
+
+        Crops of one resolution from every domain go through the backbone together; outputs are
+        split back per domain (row ``c * B + i`` of a domain is crop ``c`` of its sample ``i``).
+        """
+        weights = self.schedule.weights(epoch)
+        domains = self.domains
+        crops = {d: [c.to(self.device, non_blocking=True) for c in batch[d][0]] for d in domains}
+        indices = {d: batch[d][1] for d in domains}
+        n_crops = len(crops[domains[0]])
+        b = crops[domains[0]][0].shape[0]
+        fused = [torch.cat([crops[d][c] for d in domains]) for c in range(n_crops)]
+        amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp
+               else nullcontext())
+        with amp:
+            with torch.no_grad():
+                t_feat, t_out = self.teacher(fused[: self.n_global])
+            s_feat, s_out = self.student_ddp(fused)
+
+        def split(x: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
+            x = x.float().view(n, len(domains), b, -1)
+            return {d: x[:, k].reshape(n * b, -1) for k, d in enumerate(domains)}
+
+        s_feat, s_out = split(s_feat, n_crops), split(s_out, n_crops)
+        t_feat, t_out = split(t_feat, self.n_global), split(t_out, self.n_global)
+        losses: dict[str, torch.Tensor] = {}
+        for d in domains:
+            losses[f"sd_{d}"] = self.dino_losses[d](s_out[d], t_out[d], epoch)
+        if len(domains) == 1:
+            losses.setdefault("sd_sketch", torch.zeros((), device=self.device))
+        s_norm = {d: nn.functional.normalize(s_feat[d], dim=1) for d in domains}
+        t_first = {d: nn.functional.normalize(t_feat[d][:b], dim=1) for d in domains}
+        if weights["cc"] > 0:
+            cc = []
+            for d in domains:
+                results = self.clusters[d]
+                ids = torch.stack([r.assignments[indices[d]] for r in results]).to(self.device)
+                protos = [r.centroids.to(self.device) for r in results]
+                cc.append(self.cc_loss(s_norm[d], t_first[d], ids, protos))
+                self.stats[f"cc_kept_{d}"] = self.cc_loss.stats().get("kept_fraction", float("nan"))
+            losses["cc"] = sum(cc)
+        if weights["ma"] > 0:
+            from amalib.losses.mutual_alignment import mutual_alignment_multi
+
+            losses["ma"] = mutual_alignment_multi(
+                self.ma_loss, s_norm["sketch"][:b], s_norm["photo"][:b],
+                [r.centroids.to(self.device) for r in self.clusters["sketch"]],
+                [r.centroids.to(self.device) for r in self.clusters["photo"]],
+            )
+        if weights["sg"] > 0:
+            losses["sg"] = sum(self.sg_loss(s_norm[d][:b], t_first[d]) for d in domains)
+        return losses
+
+    def train_step(self, batch: dict, epoch: int, global_step: int) -> dict[str, torch.Tensor]:
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = float(self.lr_schedule[global_step])
+            if i == 0:
+                group["weight_decay"] = self.cfg["train"]["weight_decay"]
+        losses = self.compute_losses(batch, epoch)
+        total = self.schedule.combine(losses, epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        clip = self.cfg["train"].get("clip_grad")
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.student.parameters(), clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        from amalib.models import ema_update
+
+        ema_update(self.student, self.teacher, float(self.momentum_schedule[global_step]))
+        return {"total": total.detach(), **{k: v.detach() for k, v in losses.items()}}
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> list[dict]:
+        """Train from ``start_epoch`` to ``train.epochs``; returns the per-epoch history."""
+        from tqdm.auto import tqdm
+
+        if du.is_main_process():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+        self.log(f"run directory: {self.run_dir}")
+        self.log(f"{self.mode}: {self.epochs} epochs x {self.steps_per_epoch} steps, batch "
+                 f"{self.cfg['data']['batch_size']} per domain x {self.dist.world_size} "
+                 f"process(es) on {self.device}; training sets: "
+                 + ", ".join(f"{d} {len(ds)}" for d, ds in self.train_sets.items()))
+        self.log("objective schedule:\n" + self.schedule.table(
+            self.schedule.default_table_epochs(self.epochs)))
+        log_every = int(self.cfg["train"]["log_every"])
+        check_every = 1 if self.device.type == "cpu" else log_every
+        with _StopRequest() as stop:
+            for epoch in range(self.start_epoch, self.epochs):
+                t_epoch = time.perf_counter()
+                seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
+                self.stats: dict[str, float] = {}
+                if self.mode == "ama" and self.schedule.needs_clustering(epoch):
+                    self.cluster(epoch)
+                self.student.train()
+                sums: dict[str, torch.Tensor] = {}
+                skip = self.start_step if epoch == self.start_epoch else 0
+                bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
+                           leave=False, disable=not (self.progress and du.is_main_process()))
+                n_steps = 0
+                for step, batch in enumerate(self._batches(epoch)):
+                    if step < skip:
+                        continue
+                    global_step = epoch * self.steps_per_epoch + step
+                    out = self.train_step(batch, epoch, global_step)
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_steps += 1
+                    if (step + 1) % check_every == 0 and not torch.isfinite(out["total"]):
+                        self._diverged(epoch, step, out)
+                    if (step + 1) % log_every == 0:
+                        bar.set_postfix(loss=f"{float(out['total']):.4f}")
+                    bar.update(1)
+                    if stop.signal is not None:
+                        bar.close()
+                        self._save(epoch, step + 1)
+                        name = signal.Signals(stop.signal).name
+                        self.log(f"{name} received: stopped after step {step + 1} of epoch "
+                                 f"{epoch}; checkpoint written to {self.run_dir / 'checkpoint.pth'}"
+                                 f". Resume with --resume {self.run_dir / 'checkpoint.pth'}")
+                        return self.history
+                bar.close()
+                means = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
+                if not math.isfinite(means.get("total", 0.0)):
+                    self._diverged(epoch, self.steps_per_epoch - 1, {"total": means["total"]})
+                record = {"epoch": epoch, "time_s": round(time.perf_counter() - t_epoch, 2),
+                          "lr": float(self.lr_schedule[min((epoch + 1) * self.steps_per_epoch - 1,
+                                                          len(self.lr_schedule) - 1)]),
+                          "weights": self.schedule.weights(epoch),
+                          "loss": means, **self.stats}
+                every = int(self.cfg["eval"]["every"])
+                if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
+                    record["eval"] = self.evaluate()
+                self.history.append(record)
+                self._log_epoch(record)
+                if (epoch + 1) % int(self.cfg["train"]["checkpoint_every"]) == 0 or \
+                        epoch == self.epochs - 1:
+                    self._save(epoch + 1, 0)
+        if du.is_main_process():
+            self.plot_curves()
+        return self.history
+
+    def _diverged(self, epoch: int, step: int, out: dict) -> None:
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+        ckpt = self.run_dir / "checkpoint.pth"
+        kept = f"the last good checkpoint {ckpt} is untouched" if ckpt.exists() else \
+            "no checkpoint had been written yet"
+        raise TrainingDivergedError(
+            f"non-finite loss at epoch {epoch}, step {step} ({values}); {kept}. Lower train.lr, "
+            "check the data, or resume from the checkpoint."
+        )
+
+    def _log_epoch(self, record: dict) -> None:
+        losses = " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items())
+        line = f"epoch {record['epoch']:>3} | {losses} | {record['time_s']:.0f} s"
+        if "eval" in record:
+            e = record["eval"]
+            line += (f" | mAP@all {e['mAP@all']:.4f} mAP@200 {e['mAP@200']:.4f} "
+                     f"P@100 {e['P@100']:.4f} P@200 {e['P@200']:.4f}")
+        self.log(line)
+        if du.is_main_process():
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def plot_curves(self) -> Path | None:
+        """Loss and metric curves of the run, saved as ``curves.png``."""
+        if not self.history:
+            return None
+        from amalib.viz.curves import plot_training_curves
+
+        fig = plot_training_curves(self.history)
+        path = self.run_dir / "curves.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return path
+
+
+def train(config: dict, run_dir: str | Path, **kwargs) -> Trainer:
+    """Build a :class:`Trainer`, run it and return it (history in ``trainer.history``)."""
+    trainer = Trainer(config, run_dir, **kwargs)
+    trainer.fit()
+    return trainer
+

@@ -1,0 +1,81 @@
+"""UMAP of sketch and photo embeddings: colour = class, marker = domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["umap_embed", "plot_embedding", "plot_umap"]
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def umap_embed(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
+               min_dist: float = 0.1) -> np.ndarray:
+    """2-D UMAP (cosine metric) of ``(N, D)`` features; deterministic for a fixed seed."""
+    import umap
+
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
+                        random_state=seed, n_jobs=1)
+    return reducer.fit_transform(_numpy(features))
+
+
+def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarray,
+                   class_names: Sequence[str] | None = None, title: str = "") -> None:
+    """Scatter 2-D points on ``ax``: one colour per class, ``o`` photos and ``x`` sketches."""
+    import seaborn as sns
+
+    classes = np.unique(labels)
+    palette = sns.color_palette("husl", len(classes))
+    for colour, c in zip(palette, classes):
+        for domain, marker, size in (("photo", "o", 10), ("sketch", "x", 14)):
+            m = (labels == c) & (domains == domain)
+            if m.any():
+                ax.scatter(points[m, 0], points[m, 1], s=size, marker=marker, color=colour,
+                           alpha=0.7, linewidths=0.8 if marker == "x" else 0)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    handles = [ax.scatter([], [], marker="o", color="grey", label="photo"),
+               ax.scatter([], [], marker="x", color="grey", label="sketch")]
+    if class_names is not None and len(classes) <= 12:
+        handles += [ax.scatter([], [], marker="s", color=col, label=class_names[c])
+                    for col, c in zip(palette, classes)]
+    ax.legend(handles=handles, fontsize=7, loc="best", markerscale=1.2)
+
+
+def plot_umap(
+    embeddings: dict[str, tuple],
+    *,
+    class_names: Sequence[str] | None = None,
+    max_per_domain: int = 1000,
+    seed: int = 0,
+):
+    """One UMAP panel per model, e.g. ``{"before AMA": (...), "after AMA": (...)}``.
+
+    Args:
+        embeddings: ``{title: (sketch_features, sketch_labels, photo_features, photo_labels)}``.
+        class_names: Names by label id (legend when there are at most 12 classes).
+        max_per_domain: Random subsample per domain (UMAP cost grows with N).
+        seed: Subsampling and UMAP seed.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(5.5 * len(embeddings), 5), squeeze=False)
+    rng = np.random.default_rng(seed)
+    for ax, (title, (sf, sl, pf, pl)) in zip(axes[0], embeddings.items()):
+        sf, sl, pf, pl = map(_numpy, (sf, sl, pf, pl))
+        si = rng.permutation(len(sf))[:max_per_domain]
+        pi = rng.permutation(len(pf))[:max_per_domain]
+        feats = np.concatenate([sf[si], pf[pi]])
+        labels = np.concatenate([sl[si], pl[pi]])
+        domains = np.array(["sketch"] * len(si) + ["photo"] * len(pi))
+        plot_embedding(ax, umap_embed(feats, seed=seed), labels, domains, class_names, title)
+    fig.tight_layout()
+    return fig

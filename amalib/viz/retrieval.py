@@ -1,0 +1,117 @@
+"""Retrieval grids (hits and misses marked) and precision–recall curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["top_k", "plot_retrieval_grid", "precision_recall_curve", "plot_precision_recall"]
+
+
+def top_k(query_features, gallery_features, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine scores of the ``k`` best gallery items for each query."""
+    q = torch.nn.functional.normalize(torch.as_tensor(query_features).float(), dim=1)
+    g = torch.nn.functional.normalize(torch.as_tensor(gallery_features).float(), dim=1)
+    scores, idx = (q @ g.T).topk(min(k, g.shape[0]), dim=1)
+    return idx.numpy(), scores.numpy()
+
+
+def _open(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def plot_retrieval_grid(
+    query_paths: Sequence[str | Path],
+    gallery_paths: Sequence[str | Path],
+    ranked: np.ndarray,
+    *,
+    query_labels: Sequence[int] | None = None,
+    gallery_labels: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+):
+    """One row per query: the sketch, then its top-k photos framed green (hit) or red (miss).
+
+    Args:
+        query_paths: Image files of the queries.
+        gallery_paths: Image files of the gallery.
+        ranked: ``(n_queries, k)`` gallery indices, best first (see :func:`top_k`).
+        query_labels, gallery_labels: Class ids; without them no frame is drawn.
+        class_names: Names by id, shown under the query.
+        title: Figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    n, k = ranked.shape
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.3 * (k + 1), 1.4 * n), squeeze=False)
+    for row in range(n):
+        ax = axes[row, 0]
+        ax.imshow(_open(query_paths[row]))
+        name = ""
+        if query_labels is not None and class_names is not None:
+            name = class_names[int(query_labels[row])]
+        ax.set_title(f"query\n{name}", fontsize=7)
+        for col in range(k):
+            ax = axes[row, col + 1]
+            j = int(ranked[row, col])
+            ax.imshow(_open(gallery_paths[j]))
+            if query_labels is not None and gallery_labels is not None:
+                hit = int(gallery_labels[j]) == int(query_labels[row])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("#1a9850" if hit else "#d73027")
+                    spine.set_linewidth(3)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def precision_recall_curve(query_features, query_labels, gallery_features, gallery_labels,
+                           n_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Mean interpolated precision at ``n_points`` recall levels over all queries (11-point style).
+
+    Returns:
+        ``(recall_levels, mean_precision)``.
+    """
+    q = torch.nn.functional.normalize(torch.as_tensor(query_features).float(), dim=1)
+    g = torch.nn.functional.normalize(torch.as_tensor(gallery_features).float(), dim=1)
+    ql, gl = torch.as_tensor(query_labels), torch.as_tensor(gallery_labels)
+    levels = np.linspace(0, 1, n_points)
+    curves = []
+    for start in range(0, len(q), 256):
+        scores = q[start:start + 256] @ g.T
+        order = torch.sort(-scores, dim=1, stable=True).indices
+        rel = (gl[order] == ql[start:start + 256, None]).double()
+        hits = rel.cumsum(1)
+        n_pos = rel.sum(1, keepdim=True)
+        keep = n_pos[:, 0] > 0
+        precision = hits / torch.arange(1, g.shape[0] + 1, dtype=torch.float64)
+        recall = hits / n_pos.clamp_min(1)
+        envelope = precision.flip(1).cummax(1).values.flip(1)
+        for p, r in zip(envelope[keep].numpy(), recall[keep].numpy()):
+            pos = np.searchsorted(r, levels, side="left").clip(max=len(r) - 1)
+            curves.append(p[pos])
+    return levels, np.mean(curves, axis=0)
+
+
+def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """Overlay precision–recall curves, e.g. before and after AMA."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="precision–recall, unseen classes")
+    ax.legend()
+    fig.tight_layout()
+    return fig

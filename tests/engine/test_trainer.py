@@ -1,0 +1,134 @@
+"""The training loop end to end on a tiny generated benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from amalib.engine.state import load_checkpoint
+from amalib.engine.trainer import Trainer, TrainingDivergedError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_smoke_run_covers_every_stage(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(), run, progress=False, log=lambda _: None)
+    teacher_before = _params(trainer.teacher)
+    history = trainer.fit()
+    assert [r["epoch"] for r in history] == [0, 1]
+    # Epoch 0 is the warm-up (self-distillation only); epoch 1 adds CC, MA and SG with k-means.
+    assert set(history[0]["loss"]) == {"total", "sd_sketch", "sd_photo"}
+    assert {"cc", "ma", "sg"} <= set(history[1]["loss"])
+    assert all(torch.isfinite(torch.tensor(list(r["loss"].values()))).all() for r in history)
+    assert [len(r) for r in trainer.clusters.values()] == [2, 2]
+    for record in history:
+        ev = record["eval"]
+        assert 0 <= ev["mAP@all"] <= 1 and ev["n_queries"] == 6 and ev["n_excluded"] == 0
+    # The teacher moved by EMA only.
+    changed = [k for k, v in _params(trainer.teacher).items() if not torch.equal(v, teacher_before[k])]
+    assert changed
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+    # The run directory describes itself.
+    assert (run / "config.yaml").read_text().startswith("benchmark: mini")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert (run / "curves.png").read_bytes()[:8] == PNG_MAGIC
+    state = load_checkpoint(run / "checkpoint.pth")
+    assert {"student", "teacher", "optimizer", "scaler", "dino_loss", "epoch", "rng",
+            "config"} <= set(state)
+    assert state["epoch"] == 2 and set(state["dino_loss"]) == {"sketch", "photo"}
+
+
+def test_training_batches_carry_no_labels(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(), tmp_path / "run", progress=False, log=lambda _: None)
+    batch = next(trainer._batches(0))
+    for domain, (crops, indices) in batch.items():
+        assert isinstance(crops, list) and all(c.ndim == 4 for c in crops)
+        assert indices.dtype == torch.long and len(indices) == 8
+    assert not hasattr(trainer.train_sets["sketch"], "labels")
+
+
+def test_resume_gives_the_same_parameters(tiny_config, tmp_path):
+    straight = Trainer(tiny_config(), tmp_path / "a", progress=False, log=lambda _: None)
+    straight.fit()
+
+    first = Trainer(tiny_config(**{"train.epochs": 2}), tmp_path / "b", progress=False,
+                    log=lambda _: None)
+    first.epochs = 1  # stop after the first epoch, as a crash would
+    first.fit()
+    resumed = Trainer(tiny_config(), tmp_path / "b", progress=False, log=lambda _: None,
+                      resume=tmp_path / "b" / "checkpoint.pth")
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    for name, module in (("student", "student"), ("teacher", "teacher")):
+        a, b = _params(getattr(straight, module)), _params(getattr(resumed, module))
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resume"
+    for d in ("sketch", "photo"):
+        assert torch.equal(straight.dino_losses[d].center, resumed.dino_losses[d].center)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(**{"train.epochs": 3}), run, progress=False, log=lambda _: None)
+    original = trainer.compute_losses
+
+    def poisoned(batch, epoch):
+        losses = original(batch, epoch)
+        if epoch == 1:
+            losses["sd_photo"] = losses["sd_photo"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(trainer, "compute_losses", poisoned)
+    with pytest.raises(TrainingDivergedError, match="non-finite loss at epoch 1, step 0"):
+        trainer.fit()
+    state = load_checkpoint(run / "checkpoint.pth")
+    assert state["epoch"] == 1  # written after epoch 0, untouched by the diverged epoch
+    assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
+
+
+def test_sigint_finishes_the_step_and_writes_a_checkpoint(tiny_config, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(), run, progress=False, log=lambda _: None)
+    original = trainer.train_step
+    calls = []
+
+    def interrupting(batch, epoch, global_step):
+        out = original(batch, epoch, global_step)
+        calls.append(global_step)
+        if global_step == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", interrupting)
+    trainer.fit()  # returns instead of raising KeyboardInterrupt
+    assert calls == [0]
+    state = load_checkpoint(run / "checkpoint.pth")
+    assert (state["epoch"], state["step"]) == (0, 1)
+    resumed = Trainer(tiny_config(), run, progress=False, log=lambda _: None,
+                      resume=run / "checkpoint.pth")
+    assert (resumed.start_epoch, resumed.start_step) == (0, 1)
+    assert len(resumed.fit()) == 2
+
+
+def test_missing_pretrained_file_is_an_error(tiny_config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained weights not found"):
+        Trainer(tiny_config(**{"model.pretrained": str(tmp_path / "nope.pth")}), tmp_path / "r",
+                progress=False, log=lambda _: None)
+
+
+def test_pretrain_mode_trains_on_the_extra_photo_pool(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(**{"train.epochs": 1}), tmp_path / "p", mode="pretrain",
+                      progress=False, log=lambda _: None)
+    assert list(trainer.train_sets) == ["photo"] and len(trainer.train_sets["photo"]) == 16
+    history = trainer.fit()
+    assert history[0]["loss"]["sd_photo"] > 0 and "eval" not in history[0]
