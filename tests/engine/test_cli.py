@@ -1,0 +1,74 @@
+"""The command line: user mistakes are one-line errors with exit status 2, not tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from amalib.cli import main
+from conftest import tiny_overrides
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_unknown_config_name(capsys):
+    code, _, err = _run(capsys, "train", "--config", "sketchy99", "--out", "x")
+    assert code == 2 and err.startswith("error: unknown config 'sketchy99'")
+    assert "Traceback" not in err
+
+
+def test_bad_config_key_lists_valid_keys(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path),
+                        "--set", "train.lr_rate=1")
+    assert code == 2 and "valid keys" in err and "lr" in err
+
+
+def test_missing_checkpoint(capsys, tmp_path):
+    code, _, err = _run(capsys, "eval", "--checkpoint", str(tmp_path / "none.pth"))
+    assert code == 2 and "checkpoint not found" in err and "none.pth" in err
+
+
+def test_unknown_benchmark(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path),
+                        "--set", "benchmark=sketchy3")
+    assert code == 2 and "unknown benchmark 'sketchy3'" in err and "sketchy21" in err
+
+
+def test_real_benchmark_without_data_root(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--config", "tuberlin", "--out", str(tmp_path))
+    assert code == 2 and "data.root" in err
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "amalib", "--help"], capture_output=True,
+                         text=True, check=True)
+    for command in ("demo", "train", "eval", "prepare", "retrieve", "pretrain", "ablate"):
+        assert command in out.stdout
+
+
+@pytest.mark.slow
+def test_train_eval_retrieve_round_trip(capsys, tiny_root, tmp_path):
+    sets = [a for o in tiny_overrides(tiny_root, **{"train.epochs": 1}) for a in ("--set", o)]
+    code, out, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path / "run"),
+                          "--no-progress", *sets)
+    assert code == 0, err
+    ckpt = tmp_path / "run" / "checkpoint.pth"
+    code, out, err = _run(capsys, "eval", "--checkpoint", str(ckpt), "--no-progress",
+                          "--json", str(tmp_path / "m.json"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= metrics["mAP@all"] <= 1 and metrics["n_queries"] == 6
+    sketch = sorted((tiny_root / "sketch").rglob("*.png"))[0]
+    picture = tmp_path / "top.png"
+    code, out, err = _run(capsys, "retrieve", "--checkpoint", str(ckpt), "--sketch",
+                          str(sketch), "--k", "3", "--out", str(picture))
+    assert code == 0, err
+    assert picture.read_bytes()[:4] == b"\x89PNG" and out.count("cosine") == 3
