@@ -103,15 +103,25 @@ def sg_per_pair_loop(student, teacher, sigma=1.0, delta=1.0, topk=10):
 
 def time_fwd_bwd(fn, make_inputs, repeats):
     """Median wall time (seconds) of forward + backward over ``repeats`` runs (one warm-up)."""
-    times = []
+    return time_interleaved({"fn": fn}, make_inputs, repeats)["fn"]
+
+
+def time_interleaved(fns, make_inputs, repeats):
+    """Median forward+backward time of each function, runs interleaved (one warm-up round).
+
+    Interleaving gives every function the same share of a busy machine's background load, so the
+    ratios stay meaningful when the absolute times are noisy.
+    """
+    times = {name: [] for name in fns}
     for r in range(repeats + 1):
-        inputs = make_inputs()
-        start = time.perf_counter()
-        fn(*inputs).backward()
-        elapsed = time.perf_counter() - start
-        if r > 0:
-            times.append(elapsed)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            inputs = make_inputs()
+            start = time.perf_counter()
+            fn(*inputs).backward()
+            elapsed = time.perf_counter() - start
+            if r > 0:
+                times[name].append(elapsed)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_similarity_guidance(pairs_256: bool = False):
@@ -132,8 +142,10 @@ def bench_similarity_guidance(pairs_256: bool = False):
         s, t = make_inputs()
         a, b = loss_fn(s, t).item(), sg_per_sample_loop(s, t).item()
         assert abs(a - b) <= 1e-5 * abs(b), (a, b)
-        fast = time_fwd_bwd(loss_fn, make_inputs, repeats=20)
-        per_sample = time_fwd_bwd(sg_per_sample_loop, make_inputs, repeats=10)
+        medians = time_interleaved(
+            {"fast": loss_fn, "per_sample": sg_per_sample_loop}, make_inputs, repeats=21
+        )
+        fast, per_sample = medians["fast"], medians["per_sample"]
         line = (
             f"{n:>5} {fast * 1e3:>10.2f}ms {per_sample * 1e3:>14.2f}ms {per_sample / fast:>6.1f}x "
         )
