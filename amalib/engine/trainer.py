@@ -446,8 +446,6 @@ class Trainer:
         losses: dict[str, torch.Tensor] = {}
         for d in domains:
             losses[f"sd_{d}"] = self.dino_losses[d](s_out[d], t_out[d], epoch)
-        if len(domains) == 1:
-            losses.setdefault("sd_sketch", torch.zeros((), device=self.device))
         s_norm = {d: nn.functional.normalize(s_feat[d], dim=1) for d in domains}
         t_first = {d: nn.functional.normalize(t_feat[d][:b], dim=1) for d in domains}
         if weights["cc"] > 0:
