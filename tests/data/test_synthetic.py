@@ -185,3 +185,21 @@ def test_plot_mini_benchmark(tiny_tree):
     fig = plot_mini_benchmark(tiny_tree, n_classes=3, per_class=2)
     assert len(fig.axes) == 3 * 4
     matplotlib.pyplot.close(fig)
+
+
+def test_generated_tree_passes_the_benchmark_check_and_loads(tiny_tree):
+    from amalib.data.benchmarks import get_benchmark, resolve_benchmark
+    from amalib.data.datasets import build_eval_sets, build_pretrain_set, build_training_sets
+    from amalib.data.prepare import check_benchmark
+
+    report = check_benchmark(tiny_tree, "mini")  # sizes from the manifest, not the defaults
+    assert report.ok, report.format()
+    spec = resolve_benchmark(tiny_tree, "mini")
+    sketch, photo = build_training_sets(tiny_tree, spec, None, None)
+    assert (len(sketch), len(photo)) == (4 * 2, 4 * 3)
+    evals = build_eval_sets(tiny_tree, spec, None)
+    assert evals["photo_test"].class_names == sorted(spec.unseen_classes)
+    pre = build_pretrain_set(tiny_tree, spec, None)
+    assert len(pre) == 2 * 2 and len(pre[3]) == 2
+    with pytest.raises(ValueError, match="no pretraining"):
+        build_pretrain_set(tiny_tree, get_benchmark("sketchy21"), None)
