@@ -18,9 +18,11 @@ def umap_embed(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
     """2-D UMAP (cosine metric) of ``(N, D)`` features; deterministic for a fixed seed."""
     import umap
 
+    features = _numpy(features)
+    n_neighbors = max(2, min(n_neighbors, len(features) - 1))
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
                         random_state=seed, n_jobs=1)
-    return reducer.fit_transform(_numpy(features))
+    return reducer.fit_transform(features)
 
 
 def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarray,
