@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_overrides
 
 from amalib.cli import main
-from conftest import tiny_overrides
 
 
 def _run(capsys, *argv):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_overrides
 
 from amalib.engine.demo import format_comparison, run_demo
 from amalib.metrics import METRIC_KEYS
-from conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow
 
