@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_overrides
+from tiny_benchmark import tiny_overrides
 
 from amalib.cli import main
 

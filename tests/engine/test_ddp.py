@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import tiny_overrides
+from tiny_benchmark import tiny_overrides
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
