@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_losses.py
+	$(BIN)/python benchmarks/bench_clustering.py
+	$(BIN)/python benchmarks/bench_backbone.py
 
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Exact versions for the Makefile/CI path (Python 3.11, Linux x86-64). Regenerate with: make lock' > requirements/lock-cpu.txt
