@@ -1,0 +1,411 @@
+"""Tests of amalib.tutorial: the notebooks' profile switch, run loading and diagnostics."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+
+from amalib import tutorial
+from amalib.data.benchmarks import get_benchmark
+
+TINY_DATA = {
+    "seed": 0, "image_size": 32, "n_seen": 4, "n_unseen": 2, "sketches_per_class": 8,
+    "photos_per_class": 6, "test_sketches_per_class": 3, "test_photos_per_class": 4,
+    "n_pretrain_classes": 2, "pretrain_photos_per_class": 8,
+}  # fmt: skip
+
+
+def tiny_profile(root) -> tutorial.Profile:
+    """The cpu-mini profile scaled down to a 4-class benchmark and a 2-block ViT."""
+    gen = ", ".join(f"{k}: {v}" for k, v in TINY_DATA.items())
+    crops = ("{global_size: 32, local_size: 16, n_global: 2, n_local: 2, "
+             "global_scale: [0.5, 1.0], local_scale: [0.2, 0.5]}")
+    values = {
+        "data.root": str(root), "data.generate": "{" + gen + "}", "data.batch_size": 8,
+        "data.num_workers": 0, "data.sketch_crops": crops, "data.photo_crops": crops,
+        "data.cluster_resize": 32, "data.cluster_crop": 32, "data.eval_resize": 32,
+        "data.eval_crop": 32, "data.eval_batch_size": 16,
+        "model.arch": "vit_micro", "model.img_size": 32, "model.out_dim": 64,
+        "model.hidden_dim": 32, "model.bottleneck_dim": 16, "model.pretrained": "none",
+        "train.lr": 1.0e-3, "loss.cluster.granularities": "[2, 4]", "loss.cluster.n_redo": 1,
+    }  # fmt: skip
+    return tutorial.Profile(
+        name="tiny", config_name="mini",
+        overrides=tuple(f"{k}={v}" for k, v in values.items()),
+        short_run=("train.epochs=2", "train.max_steps_per_epoch=1",
+                   "loss.schedule.cc_start_epoch=1", "loss.schedule.cc_ramp_end_epoch=1",
+                   "loss.schedule.ma_start_epoch=1", "loss.schedule.sg_start_epoch=1"),
+        device="cpu", description="tiny",
+    )
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from amalib.data.synthetic import ensure_mini_benchmark
+
+    root = tmp_path_factory.mktemp("tutorial") / "tiny"
+    ensure_mini_benchmark(root, **TINY_DATA)
+    return root
+
+
+# ------------------------------------------------------------------------------ working directory
+
+
+def make_checkout(root: Path) -> Path:
+    (root / "amalib").mkdir(parents=True)
+    (root / "amalib" / "__init__.py").write_text("")
+    (root / "notebooks").mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'amalib'\n")
+    return root
+
+
+def test_find_project_root_from_notebooks_and_deeper(tmp_path):
+    root = make_checkout(tmp_path / "clone")
+    assert tutorial.find_project_root(root / "notebooks") == root.resolve()
+    deep = root / "notebooks" / "a" / "b"
+    deep.mkdir(parents=True)
+    assert tutorial.find_project_root(deep) == root.resolve()
+    assert tutorial.find_project_root(root) == root.resolve()
+
+
+def test_find_project_root_outside_a_checkout(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")  # a project, but not amalib's layout
+    assert tutorial.find_project_root(tmp_path) is None
+
+
+def test_enter_project_root_changes_directory(tmp_path, monkeypatch):
+    root = make_checkout(tmp_path / "clone")
+    monkeypatch.chdir(root / "notebooks")
+    assert tutorial.enter_project_root() == root.resolve()
+    assert Path.cwd() == root.resolve()
+
+
+def test_enter_project_root_keeps_directory_outside_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tutorial.enter_project_root() == tmp_path.resolve()
+    assert Path.cwd() == tmp_path.resolve()
+
+
+def test_this_repository_is_found_from_its_notebooks_folder():
+    here = Path(__file__).resolve().parents[1]
+    assert tutorial.find_project_root(here / "notebooks") == here
+
+
+# ------------------------------------------------------------------------------ profiles
+
+
+def test_cpu_profile_config_and_short_run():
+    profile = tutorial.select_profile("cpu-mini", overrides=["train.seed=3"])
+    cfg = profile.config()
+    assert cfg["benchmark"] == "mini" and cfg["data"]["num_workers"] == 0
+    assert cfg["train"]["seed"] == 3
+    short = profile.short_run_config()
+    assert short["train"]["epochs"] == 3 and short["train"]["max_steps_per_epoch"] == 4
+    assert short["data"]["batch_size"] == 16
+    assert profile.run_dir == Path("runs/tutorial/cpu-mini")
+    # The last epoch of the short run has every AMA term switched on.
+    from amalib.engine import ObjectiveSchedule
+
+    weights = ObjectiveSchedule.from_config(short["loss"]["schedule"]).weights(2)
+    assert all(w > 0 for w in weights.values())
+
+
+def test_unknown_profile_is_an_error():
+    with pytest.raises(ValueError, match="cpu-mini"):
+        tutorial.select_profile("tpu")
+
+
+def test_gpu_profile_without_files_names_them_and_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    with pytest.raises(tutorial.ProfileUnavailableError) as info:
+        tutorial.select_profile("gpu-real", benchmark="sketchy25",
+                                data_root=tmp_path / "nowhere", weights=tmp_path / "w.pth")
+    message = str(info.value)
+    assert "nowhere" in message and "w.pth" in message
+    assert "no CUDA GPU" in message
+    assert "dino_vitbase16_pretrain" in message and "amalib prepare sketchy25" in message
+    assert "cpu-mini" in message
+
+
+def fake_benchmark(root: Path, name: str, skip: tuple[str, ...] = ()) -> None:
+    spec = get_benchmark(name)
+    for split, (list_file, class_file, _) in spec.splits().items():
+        for rel in (list_file, class_file):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            if split not in skip:
+                (root / rel).write_text("")
+
+
+def test_missing_gpu_profile_files_lists_exactly_what_is_missing(tmp_path):
+    fake_benchmark(tmp_path, "tuberlin", skip=("photo_test",))
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"")
+    missing = tutorial.missing_gpu_profile_files("tuberlin", tmp_path, weights)
+    assert len(missing) == 1 and "photo_test" in missing[0]
+    assert "ImageResized_ready_filelist_zero.txt" in missing[0]
+    weights.unlink()
+    assert len(tutorial.missing_gpu_profile_files("tuberlin", tmp_path, weights)) == 2
+    assert tutorial.missing_gpu_profile_files("tuberlin", None, None)[0].startswith("data root")
+
+
+def test_gpu_profile_with_files_and_gpu(tmp_path, monkeypatch):
+    fake_benchmark(tmp_path, "sketchy21")
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: "Test GPU")
+    profile = tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
+                                      weights=weights)
+    assert profile.device == "cuda" and profile.config_name == "sketchy21"
+    cfg = profile.config()
+    assert cfg["data"]["root"] == str(tmp_path) and cfg["model"]["pretrained"] == str(weights)
+    assert cfg["model"]["arch"] == "vit_base"
+    short = profile.short_run_config()
+    assert short["train"]["epochs"] == 3 and short["loss"]["schedule"]["ma_start_epoch"] == 2
+
+
+def test_gpu_profile_with_files_but_no_gpu(tmp_path, monkeypatch):
+    fake_benchmark(tmp_path, "sketchy21")
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    with pytest.raises(tutorial.ProfileUnavailableError, match="no CUDA GPU") as info:
+        tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
+                                weights=weights)
+    assert "missing" not in str(info.value).split("How to get")[0]
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def test_find_trained_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    b.mkdir()
+    (b / "checkpoint.pth").write_bytes(b"")
+    assert tutorial.find_trained_run([a, b]) == b / "checkpoint.pth"
+    assert tutorial.find_trained_run([b / "checkpoint.pth"]) == b / "checkpoint.pth"
+    assert tutorial.find_trained_run([a]) is None
+
+
+def test_load_or_train_trains_then_reuses_then_retrains_a_stale_run(in_tmp, tiny_root):
+    profile = tiny_profile(tiny_root)
+    lines = []
+    backbone, cfg, checkpoint = tutorial.load_or_train(profile, log=lines.append)
+    assert checkpoint == profile.run_dir / "checkpoint.pth" and checkpoint.is_file()
+    assert "training the short tiny run" in lines[-1]
+    assert cfg == profile.short_run_config()
+    x = torch.zeros(2, 3, 32, 32)
+    first = backbone(x)
+
+    lines.clear()
+    again, _, _ = tutorial.load_or_train(profile, log=lines.append)
+    assert lines == [f"loaded the notebooks' run {checkpoint.as_posix()} (epoch 2)"]
+    torch.testing.assert_close(again(x), first)
+
+    # A run of another config in the notebooks' folder is replaced, not silently used.
+    other = tutorial.Profile(**{**profile.__dict__, "short_run": profile.short_run
+                                + ("train.seed=5",)})
+    lines.clear()
+    tutorial.load_or_train(other, log=lines.append)
+    assert "holds another run" in lines[0] and "training" in lines[-1]
+    metrics = (other.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2  # the old run's lines were not kept
+
+
+def test_load_or_train_uses_a_candidate_of_the_same_benchmark(in_tmp, tiny_root):
+    profile = tiny_profile(tiny_root)
+    tutorial.load_or_train(profile, log=lambda _l: None)
+    demo = in_tmp / "runs" / "demo" / "train"
+    demo.parent.mkdir(parents=True)
+    os.replace(profile.run_dir, demo)
+    lines = []
+    _, _, checkpoint = tutorial.load_or_train(profile, log=lines.append)
+    assert checkpoint == Path("runs/demo/train/checkpoint.pth")
+    assert lines == ["loaded runs/demo/train/checkpoint.pth"]
+
+
+def test_train_steps_runs_the_engine_step(in_tmp, tiny_root):
+    from amalib.engine import Trainer
+
+    profile = tiny_profile(tiny_root)
+    cfg = profile.config("train.epochs=1", "loss.schedule.use_cc=false",
+                         "loss.schedule.use_ma=false", "loss.schedule.use_sg=false")
+    trainer = Trainer(cfg, in_tmp / "run", progress=False, log=lambda _l: None)
+    before = [p.detach().clone() for p in trainer.teacher.parameters()]
+    history = tutorial.train_steps(trainer, n_steps=2)
+    assert len(history) == 2
+    assert set(history[0]) == {"total", "sd_sketch", "sd_photo"}
+    for h in history:
+        assert math.isclose(h["total"], 2 * h["sd_sketch"] + h["sd_photo"], rel_tol=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.teacher.parameters()))
+    assert not (in_tmp / "run").exists()  # no evaluation, no checkpoint
+
+
+def test_eval_sets_and_starting_backbone(tiny_root):
+    profile = tiny_profile(tiny_root)
+    cfg = profile.config()
+    sets = tutorial.eval_sets(cfg)
+    assert len(sets["sketch_test"]) == 2 * 3 and len(sets["photo_test"]) == 2 * 4
+    assert len(sets["sketch_train"]) == 4 * 8
+    a = tutorial.load_starting_backbone(cfg, seed=1)
+    b = tutorial.load_starting_backbone(cfg, seed=1)
+    x = sets["sketch_test"][0][0][None]
+    torch.testing.assert_close(a(x), b(x))
+    assert not a.training
+
+
+def test_starting_backbone_loads_the_named_weights(in_tmp, tiny_root):
+    from amalib.models import create_vit, save_backbone
+
+    profile = tiny_profile(tiny_root)
+    torch.manual_seed(7)
+    source = create_vit("vit_micro", patch_size=8, img_size=32)
+    path = save_backbone(source, in_tmp / "w.pth")
+    backbone = tutorial.load_starting_backbone(profile.config(f"model.pretrained={path}"))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(backbone(x), source.eval()(x))
+
+
+# ------------------------------------------------------------------------------ diagnostics
+
+
+def purity_reference(assignments, labels):
+    total = 0
+    for c in set(assignments.tolist()):
+        members = [labels[i] for i in range(len(labels)) if assignments[i] == c]
+        total += max(members.count(y) for y in set(members))
+    return total / len(labels)
+
+
+@pytest.mark.parametrize("n, k, classes, seed", [(1, 1, 1, 0), (10, 3, 2, 1), (200, 7, 5, 2),
+                                                 (64, 64, 4, 3)])
+def test_cluster_purity_matches_a_loop(n, k, classes, seed):
+    rng = np.random.default_rng(seed)
+    a, y = rng.integers(0, k, n), rng.integers(0, classes, n)
+    assert tutorial.cluster_purity(a, y) == pytest.approx(purity_reference(a, y))
+
+
+def test_cluster_purity_by_hand():
+    # clusters {0: classes 1,1,2} and {1: classes 2,3}: majorities 2 + 1 out of 5
+    assert tutorial.cluster_purity([0, 0, 0, 1, 1], [1, 1, 2, 2, 3]) == pytest.approx(3 / 5)
+    assert tutorial.cluster_purity(torch.tensor([4, 4]), torch.tensor([0, 0])) == 1.0
+    with pytest.raises(ValueError):
+        tutorial.cluster_purity([0, 1], [0])
+
+
+@pytest.mark.parametrize("n, d, k, seed", [(5, 3, 2, 0), (40, 8, 5, 1), (12, 4, 12, 2)])
+def test_nearest_to_prototypes_matches_a_loop(n, d, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, d, generator=g)
+    feats[1] = feats[0] * 2  # same direction (exactly, after normalising): a tie
+    centroids = torch.randn(4, d, generator=g)
+    centroids[2] = feats[0]
+    clusters = [2, 0, 3]
+    got = tutorial.nearest_to_prototypes(feats, centroids, clusters, k=min(k, n))
+    for row, c in zip(got, clusters):
+        sims = [float(torch.dot(feats[i].double(), centroids[c].double())
+                      / feats[i].double().norm()) for i in range(n)]
+        expected = sorted(range(n), key=lambda i: (-sims[i], i))[: min(k, n)]
+        assert row.tolist() == expected
+    assert got[0][:2].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.2, 1.0])
+def test_own_cluster_confidence_matches_the_formula(temperature):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(30, 6, generator=g), dim=1)
+    centroids = torch.nn.functional.normalize(torch.randn(5, 6, generator=g), dim=1)
+    assign = torch.randint(0, 5, (30,), generator=g)
+    got = tutorial.own_cluster_confidence(feats, centroids, assign, temperature)
+    for i in range(30):
+        logits = [float(feats[i] @ centroids[k]) / temperature for k in range(5)]
+        expected = math.exp(logits[assign[i]]) / sum(math.exp(v) for v in logits)
+        assert got[i] == pytest.approx(expected, rel=1e-5)
+
+
+def test_own_cluster_confidence_agrees_with_the_cluster_contrast_filter():
+    from amalib.losses import ClusterContrastLoss
+
+    g = torch.Generator().manual_seed(1)
+    b = 12
+    teacher = torch.nn.functional.normalize(torch.randn(b, 8, generator=g), dim=1)
+    student = torch.nn.functional.normalize(torch.randn(3 * b, 8, generator=g), dim=1)
+    centroids = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=1)
+    ids = torch.tensor([0, 1, 2] * 4)  # every sample has positives
+    loss = ClusterContrastLoss(confidence_threshold=0.4, prototype_temperature=0.2)
+    loss(student, teacher, ids, [centroids])
+    conf = tutorial.own_cluster_confidence(teacher, centroids, ids, 0.2)
+    assert loss.stats()["kept_fraction"] == pytest.approx(float((conf > 0.4).mean()))
+
+
+def test_dino_collapse_experiment_shows_both_collapses():
+    steps = 60
+    healthy = tutorial.dino_collapse_experiment(steps=steps)
+    no_centre = tutorial.dino_collapse_experiment(center_momentum=1.0, steps=steps)
+    no_sharpen = tutorial.dino_collapse_experiment(teacher_temp=1.0, steps=steps)
+    assert healthy["max_entropy"] == pytest.approx(math.log(64))
+    for r in (healthy, no_centre, no_sharpen):
+        assert r["batch_entropy"].shape == (steps,) and np.isfinite(r["loss"]).all()
+    last = slice(-20, None)
+    # Without centring, the targets concentrate on fewer dimensions.
+    assert no_centre["batch_entropy"][last].mean() < healthy["batch_entropy"][last].mean() - 0.3
+    # Without sharpening, every target is (almost) uniform; with it, targets are confident.
+    assert no_sharpen["sample_entropy"][last].mean() > 0.95 * healthy["max_entropy"]
+    assert healthy["sample_entropy"][last].mean() < 0.5 * healthy["max_entropy"]
+    again = tutorial.dino_collapse_experiment(steps=5)
+    np.testing.assert_array_equal(again["loss"], healthy["loss"][:5])
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def test_to_image_undoes_the_normalisation():
+    from PIL import Image
+
+    from amalib.data.transforms import eval_transform
+
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    tensor = eval_transform(16, 16)(Image.fromarray(pixels))
+    np.testing.assert_allclose(tutorial.to_image(tensor), pixels / 255.0, atol=1e-5)
+
+
+def test_figures_have_the_expected_panels(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from amalib.data import MultiCropTransform
+
+    image = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    crops = MultiCropTransform(global_size=16, local_size=8, n_local=3)(image)
+    fig = tutorial.plot_multicrop({"sketch": (image, crops), "photo": (image, crops[:3])})
+    assert len(fig.axes) == 2 * (1 + 5)
+    plt.close(fig)
+
+    images = torch.zeros(3, 3, 16, 16)
+    fig = tutorial.plot_attention(images, torch.rand(3, 2, 2, 2), ["a", "b", "c"])
+    assert len(fig.axes) == 2 * 3  # images, and the same images with the attention overlaid
+    plt.close(fig)
+
+    path = tmp_path / "x.png"
+    image.save(path)
+    fig = tutorial.plot_image_rows([[path, path], [path]], ["one", "two"], title="t")
+    assert len(fig.axes) == 4
+    plt.close(fig)
+
+    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": np.zeros((3, 3))})
+    assert len(fig.axes) == 3  # two matrices and a colour bar
+    plt.close(fig)
