@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
         if v not in VARIANTS:
             parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
         name = f"fused+{v}"
-        trainers[name] = build_trainer(args, cfg, fused_optim=args.fused_optim or v == "fused-optim",
-                                       compile=args.compile or v == "compile",
-                                       cpu_bf16=v == "cpu-bf16")
+        trainers[name] = build_trainer(
+            args, cfg, fused_optim=args.fused_optim or v == "fused-optim",
+            compile=args.compile or v == "compile", cpu_bf16=v == "cpu-bf16")
         paths[name] = trainers[name].train_step
     if trainer.schedule.needs_clustering(epoch):
         for t in trainers.values():
@@ -292,9 +292,11 @@ def main(argv: list[str] | None = None) -> dict:
     peak, transient = dict.fromkeys(paths, 0), dict.fromkeys(paths, 0)
     crops = cfg["data"]["photo_crops"]
     print(f"device {device} ({_device_name(device)}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, amp {'on ' + str(trainer.amp_dtype) if trainer.use_amp else 'off'}"
-          f"{', compile' if args.compile else ''}"
-          f"{', fused optimiser' if args.fused_optim or device.type == 'cuda' else ''}")
+          f"threads {torch.get_num_threads()}; fused path: autocast "
+          f"{str(trainer.amp_dtype).replace('torch.', '') if trainer.use_amp else 'off'}"
+          f"{', compiled' if args.compile else ''}"
+          f"{', fused optimiser' if args.fused_optim or device.type == 'cuda' else ''}; "
+          "reference: float32")
     print(f"{cfg['model']['arch']}/{cfg['model']['patch_size']}, K={cfg['model']['out_dim']}, "
           f"batch {args.batch} + {args.batch}, crops {crops['n_global']} x {crops['global_size']}"
           f" + {crops['n_local']} x {crops['local_size']} px, epoch {epoch} "
@@ -343,7 +345,10 @@ def main(argv: list[str] | None = None) -> dict:
               f"(ratio of medians), {paired:.2f}x (median of per-iteration ratios)")
         results["speedup"] = results["reference"] / results["fused"]
         results["speedup_paired"] = paired
-    print("  command: python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+        for name in [n for n in times if n.startswith("fused+")]:
+            print(f"  speed-up {name} vs reference: {results['reference'] / results[name]:.2f}x")
+    used = argv if argv is not None else sys.argv[1:]
+    print("  command: python " + " ".join([sys.argv[0], *used]))
     return results
 
 
