@@ -156,7 +156,6 @@ def build_trainer(args, cfg: dict, *, fused_optim: bool = False, compile: bool =
         assert all(g["fused"] for g in trainer.optimizer.param_groups)
     if cpu_bf16 and trainer.device.type == "cpu":
         trainer.use_amp, trainer.amp_dtype = True, torch.bfloat16
-    trainer.stats = {}  # normally set by fit() at the start of every epoch
     trainer.student.train()
     return trainer
 

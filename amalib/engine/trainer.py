@@ -153,6 +153,8 @@ class Trainer:
         if resume is not None:
             self._resume(resume)
         self.clusters: dict[str, list] = {}
+        self._prototypes: dict[str, list[torch.Tensor]] = {}
+        self.stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup
     def log(self, line: str) -> None:
@@ -406,6 +408,8 @@ class Trainer:
                 self.log(f"  k-means {d}: K={[r.n_clusters for r in results]} "
                          f"({time.perf_counter() - t0:.1f} s)")
             self.clusters[d] = du.broadcast_object(results)
+            # Device copies once per clustering, not once per granularity and step.
+            self._prototypes[d] = [r.centroids.to(self.device) for r in self.clusters[d]]
 
     def evaluate(self) -> dict:
         """Zero-shot retrieval of unseen-class sketches against unseen-class photos."""
@@ -453,8 +457,7 @@ class Trainer:
             for d in domains:
                 results = self.clusters[d]
                 ids = torch.stack([r.assignments[indices[d]] for r in results]).to(self.device)
-                protos = [r.centroids.to(self.device) for r in results]
-                cc.append(self.cc_loss(s_norm[d], t_first[d], ids, protos))
+                cc.append(self.cc_loss(s_norm[d], t_first[d], ids, self._prototypes[d]))
                 self.stats[f"cc_kept_{d}"] = self.cc_loss.stats().get("kept_fraction", float("nan"))
             losses["cc"] = sum(cc)
         if weights["ma"] > 0:
@@ -462,8 +465,7 @@ class Trainer:
 
             losses["ma"] = mutual_alignment_multi(
                 self.ma_loss, s_norm["sketch"][:b], s_norm["photo"][:b],
-                [r.centroids.to(self.device) for r in self.clusters["sketch"]],
-                [r.centroids.to(self.device) for r in self.clusters["photo"]],
+                self._prototypes["sketch"], self._prototypes["photo"],
             )
         if weights["sg"] > 0:
             losses["sg"] = sum(self.sg_loss(s_norm[d][:b], t_first[d]) for d in domains)
@@ -510,7 +512,7 @@ class Trainer:
             for epoch in range(self.start_epoch, self.epochs):
                 t_epoch = time.perf_counter()
                 seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
-                self.stats: dict[str, float] = {}
+                self.stats = {}
                 if self.mode == "ama" and self.schedule.needs_clustering(epoch):
                     self.cluster(epoch)
                 self.student.train()
