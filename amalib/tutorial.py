@@ -319,13 +319,14 @@ def eval_sets(config: dict) -> dict:
     )
 
 
-def load_starting_backbone(config: dict, *, seed: int = 0):
+def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
     """The backbone AMA starts from: the DINO weights named by ``model.pretrained``.
 
     ``model.pretrained: none`` gives a randomly initialised ViT (seeded) — on purpose only.
 
     Returns:
-        A timm ViT in eval mode on the CPU mapping ``(B, 3, H, W)`` to ``(B, D)`` CLS features.
+        A timm ViT in eval mode on ``device`` mapping ``(B, 3, H, W)`` to ``(B, D)`` CLS
+        features.
     """
     import torch
 
@@ -336,9 +337,11 @@ def load_starting_backbone(config: dict, *, seed: int = 0):
     path = resolve_pretrained(mcfg.get("pretrained"))
     if path is None:
         torch.manual_seed(seed)
-        return create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                          img_size=mcfg["img_size"]).eval()
-    return load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"])
+        backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
+                              img_size=mcfg["img_size"])
+    else:
+        backbone = load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"])
+    return backbone.to(device).eval()
 
 
 def find_trained_run(candidates: Sequence[str | Path]) -> Path | None:
@@ -362,8 +365,8 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
     notebook 05 trains, so notebook 06 shows the same numbers whichever ran first.
 
     Returns:
-        ``(backbone, config, checkpoint_path)``: the teacher backbone in eval mode on the CPU,
-        the run's config and the checkpoint it came from.
+        ``(backbone, config, checkpoint_path)``: the teacher backbone in eval mode on
+        ``profile.device``, the run's config and the checkpoint it came from.
     """
     from amalib.engine.evaluate import load_trained_backbone
     from amalib.engine.state import load_checkpoint
@@ -377,7 +380,7 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
                 int(state.get("epoch", -1)) == int(wanted["train"]["epochs"]):
             backbone, cfg = load_trained_backbone(own)
             log(f"loaded the notebooks' run {own.as_posix()} (epoch {state['epoch']})")
-            return backbone, cfg, own
+            return backbone.to(profile.device), cfg, own
         log(f"{own.as_posix()} holds another run; it will be replaced")
     if candidates is None:
         candidates = [Path("runs/demo/train")]
@@ -386,7 +389,7 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
         backbone, cfg = load_trained_backbone(found)
         if cfg.get("benchmark") == wanted.get("benchmark"):
             log(f"loaded {found.as_posix()}")
-            return backbone, cfg, found
+            return backbone.to(profile.device), cfg, found
     log(f"no trained run found: training the short {profile.name} run into "
         f"{profile.run_dir.as_posix()} ...")
     metrics = profile.run_dir / "metrics.jsonl"
@@ -397,7 +400,7 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
     trainer.fit()
     checkpoint = profile.run_dir / "checkpoint.pth"
     backbone, cfg = load_trained_backbone(checkpoint)
-    return backbone, cfg, checkpoint
+    return backbone.to(profile.device), cfg, checkpoint
 
 
 def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]:
