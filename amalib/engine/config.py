@@ -71,6 +71,16 @@ def _resolve(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict:
     return _merge(_resolve(base, (*seen, origin)), data)
 
 
+def _coerce(value, current, dotted: str):
+    """Give a float setting a float: YAML reads ``5e-4`` (no dot) as a string."""
+    if isinstance(current, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{dotted} must be a number, got {value!r}") from None
+    return value
+
+
 def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a copy of ``config``."""
     out = copy.deepcopy(config)
@@ -88,7 +98,7 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
                     f"unknown config key {dotted!r}: {key!r} is not in {where}; valid keys: {valid}"
                 )
             if depth == len(keys) - 1:
-                value = yaml.safe_load(raw)
+                value = _coerce(yaml.safe_load(raw), node[key], dotted)
                 if isinstance(node[key], dict) and not isinstance(value, dict):
                     raise ConfigError(f"{dotted} is a section; set one of its keys instead")
                 node[key] = value

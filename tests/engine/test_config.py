@@ -31,6 +31,13 @@ def test_overrides_parse_yaml_values():
     assert cfg["loss"]["cluster"]["granularities"] == [5, 10]
 
 
+def test_float_settings_accept_exponent_without_dot():
+    cfg = load_config("mini", ["train.lr=5e-4", "train.min_lr=0"])
+    assert cfg["train"]["lr"] == 5e-4 and isinstance(cfg["train"]["min_lr"], float)
+    with pytest.raises(ConfigError, match="train.lr must be a number"):
+        load_config("mini", ["train.lr=fast"])
+
+
 def test_unknown_key_lists_valid_keys():
     with pytest.raises(ConfigError, match=r"'epoch' is not in train; valid keys: .*epochs"):
         load_config("mini", ["train.epoch=3"])
