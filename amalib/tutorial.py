@@ -46,6 +46,7 @@ __all__ = [
     "plot_distance_matrices",
     "plot_image_rows",
     "plot_multicrop",
+    "print_relative",
     "select_profile",
     "setup_notebook",
     "show_as_jpeg",
@@ -146,6 +147,19 @@ def setup_notebook(start: str | Path | None = None, *, dpi: int = 72) -> Path:
     warnings.filterwarnings("ignore", message="IProgress not found")
     plt.rcParams["figure.dpi"] = dpi
     return enter_project_root(start)
+
+
+def print_relative(line: str) -> None:
+    """Print a log line with this machine's paths shortened (for the engine's ``log=``).
+
+    The installed package's folder becomes ``amalib`` and the working directory disappears, so
+    the outputs committed with a notebook do not carry the paths of the machine that ran it.
+    """
+    import amalib
+
+    package = str(Path(amalib.__file__).resolve().parent)
+    cwd = str(Path.cwd().resolve())
+    print(line.replace(package, "amalib").replace(cwd + os.sep, "").replace(cwd, "."))
 
 
 def gpu_name() -> str | None:

@@ -101,6 +101,14 @@ def test_enter_project_root_keeps_directory_outside_a_checkout(tmp_path, monkeyp
     assert Path.cwd() == tmp_path.resolve()
 
 
+def test_print_relative_hides_machine_paths(in_tmp, capsys):
+    import amalib
+
+    package = Path(amalib.__file__).resolve().parent
+    tutorial.print_relative(f"loaded {package / 'assets' / 'w.pth'} into {in_tmp.resolve() / 'runs'}")
+    assert capsys.readouterr().out == "loaded amalib/assets/w.pth into runs\n"
+
+
 def test_this_repository_is_found_from_its_notebooks_folder():
     here = Path(__file__).resolve().parents[1]
     assert tutorial.find_project_root(here / "notebooks") == here
