@@ -52,7 +52,8 @@ def extract_features(
     """CLS features of every image of ``dataset``, gathered across processes in index order.
 
     Args:
-        backbone: Maps ``(n, 3, H, W)`` to ``(n, D)``; put in eval mode here.
+        backbone: Maps ``(n, 3, H, W)`` to ``(n, D)``; moved to ``device`` and put in eval mode
+            for the extraction (its training mode is restored afterwards).
         dataset: Yields ``(image, index)`` or ``(image, label, index)``.
         batch_size: Images per forward pass.
         device: Where the backbone runs.
@@ -77,6 +78,7 @@ def extract_features(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
+    backbone = backbone.to(device)  # modules move in place; a no-op when already there
     was_training = backbone.training
     backbone.eval()
     feats, idx, labels = [], [], []
@@ -98,9 +100,5 @@ def extract_features(
     i = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long, device=device)
     features = gather_by_index(f, i, n).cpu()
     valid = gather_by_index(torch.ones(len(i), dtype=torch.bool, device=device), i, n).cpu()
-    lab = None
-    if labels:
-        lab = gather_by_index(torch.cat(labels), i, n).cpu()
-    elif is_distributed() and hasattr(dataset, "labels_for_eval"):
-        lab = None
+    lab = gather_by_index(torch.cat(labels), i, n).cpu() if labels else None
     return FeatureSet(features, valid, lab)
