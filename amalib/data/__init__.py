@@ -8,7 +8,7 @@ directly (``amalib.data.benchmarks``, ``.datasets``, ``.transforms``, ``.synthet
 
 from __future__ import annotations
 
-import importlib
+from amalib._lazy import lazy_exports
 
 _EXPORTS = {
     "benchmarks": (
@@ -28,19 +28,4 @@ _EXPORTS = {
         "BenchmarkReport", "SplitReport", "build_file_lists", "check_benchmark", "prepare_main",
     ),
 }  # fmt: skip
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

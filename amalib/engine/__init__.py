@@ -8,7 +8,7 @@ Submodules are imported on demand so that ``import amalib.engine`` stays cheap:
 
 from __future__ import annotations
 
-import importlib
+from amalib._lazy import lazy_exports
 
 _EXPORTS = {
     "config": ("ConfigError", "load_config", "apply_overrides", "available_configs"),
@@ -20,15 +20,4 @@ _EXPORTS = {
     "demo": ("run_demo",),
     "ablation": ("run_ablation", "format_ablation"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

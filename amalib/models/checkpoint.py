@@ -172,6 +172,17 @@ def _split_wrapper_state(state_dict: dict) -> tuple[dict, dict]:
     return backbone, head
 
 
+def _existing_file(path, arch: str | None = None, patch_size: int | None = None) -> Path:
+    """``path`` as a Path, or a FileNotFoundError that says where the official files are."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DINO checkpoint not found: {path}\n"
+            f"amalib never falls back to random weights. {_download_hint(arch, patch_size)}"
+        )
+    return path
+
+
 def read_dino_checkpoint(path: str | Path) -> DINOCheckpoint:
     """Read an official DINO file (either layout) with ``weights_only=True``.
 
@@ -179,12 +190,7 @@ def read_dino_checkpoint(path: str | Path) -> DINOCheckpoint:
         FileNotFoundError: ``path`` does not exist (the message says where to get the files).
         ValueError: the file is neither a backbone state dict nor a full checkpoint.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"DINO checkpoint not found: {path}\n"
-            f"amalib never falls back to random weights. {_download_hint(None, None)}"
-        )
+    path = _existing_file(path)
     content = _torch_load(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a dict, got {type(content).__name__}")
@@ -421,13 +427,7 @@ def load_dino_backbone(
     tag = parse_hub_tag(path)
     if tag is not None:
         return _load_hub_backbone(tag)
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"DINO checkpoint not found: {path}\n"
-            f"amalib never falls back to random weights. {_download_hint(arch, patch_size)}"
-        )
-    checkpoint = read_dino_checkpoint(path)
+    checkpoint = read_dino_checkpoint(_existing_file(path, arch, patch_size))
     state_dict = checkpoint.backbone(source)
     info = describe_backbone_state(state_dict)
     img_size = info.get("grid", 224 // patch_size) * patch_size
