@@ -33,6 +33,8 @@ from amalib.engine.config import ConfigError, save_config
 from amalib.engine.features import FeatureSet, extract_features
 from amalib.engine.objective import ObjectiveSchedule
 from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, seed_everything
+from amalib.losses.mutual_alignment import mutual_alignment_multi
+from amalib.models.student_teacher import ema_update
 
 __all__ = ["Trainer", "TrainingDivergedError", "resolve_pretrained", "train"]
 
@@ -461,8 +463,6 @@ class Trainer:
                 self.stats[f"cc_kept_{d}"] = self.cc_loss.stats().get("kept_fraction", float("nan"))
             losses["cc"] = sum(cc)
         if weights["ma"] > 0:
-            from amalib.losses.mutual_alignment import mutual_alignment_multi
-
             losses["ma"] = mutual_alignment_multi(
                 self.ma_loss, s_norm["sketch"][:b], s_norm["photo"][:b],
                 self._prototypes["sketch"], self._prototypes["photo"],
@@ -486,8 +486,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.student.parameters(), clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        from amalib.models import ema_update
-
         ema_update(self.student, self.teacher, float(self.momentum_schedule[global_step]))
         return {"total": total.detach(), **{k: v.detach() for k, v in losses.items()}}
 
