@@ -288,6 +288,25 @@ def _listing(items: list[str]) -> str:
     return ", ".join(shown) + more + in_blocks
 
 
+def _mismatches(expected: dict, state_dict: dict) -> list[str]:
+    """Lines describing shape mismatches, missing and unexpected keys (empty when they fit)."""
+    shapes = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state_dict)
+        if state_dict[k].shape != expected[k].shape
+    ]
+    missing = list(set(expected) - set(state_dict))
+    unexpected = list(set(state_dict) - set(expected))
+    lines = []
+    if shapes:
+        lines.append(f"shape mismatches: {_listing(shapes)}")
+    if missing:
+        lines.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        lines.append(f"unexpected keys: {_listing(unexpected)}")
+    return lines
+
+
 def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> bool:
     """Load ``state_dict`` into the ViT ``model`` strictly; returns whether pos_embed was resampled.
 
@@ -299,8 +318,6 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> boo
 
     expected = model.state_dict()
     state_dict = dict(state_dict)
-    missing = list(set(expected) - set(state_dict))
-    unexpected = list(set(state_dict) - set(expected))
     resampled = False
     pos, own_pos = state_dict.get("pos_embed"), expected.get("pos_embed")
     if (
@@ -318,25 +335,14 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> boo
                 pos.float(), new_size=list(grid), old_size=[old, old], num_prefix_tokens=1
             )
             resampled = True
-    shapes = (
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if state_dict[k].shape != expected[k].shape
-    )
-    shapes = list(shapes)
-    if missing or unexpected or shapes:
+    mismatches = _mismatches(expected, state_dict)
+    if mismatches:
         model_info = {
             "embed_dim": getattr(model, "embed_dim", None),
             "depth": len(getattr(model, "blocks", [])),
             "patch_size": getattr(getattr(model, "patch_embed", None), "patch_size", None),
         }
-        parts = [f"{origin} does not fit the backbone (model: {model_info})."]
-        if shapes:
-            parts.append(f"shape mismatches: {_listing(shapes)}")
-        if missing:
-            parts.append(f"missing keys: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_listing(unexpected)}")
+        parts = [f"{origin} does not fit the backbone (model: {model_info}).", *mismatches]
         parts.append("Hint: " + _suggestion(describe_backbone_state(state_dict)) + ".")
         raise ValueError("\n".join(parts))
     model.load_state_dict(state_dict, strict=True)
@@ -348,22 +354,9 @@ def _load_head_state(head: nn.Module, state_dict: dict, origin: str) -> None:
 
     expected = {official_head_key(k): v for k, v in head.state_dict().items()}
     state_dict = {official_head_key(k): v for k, v in state_dict.items()}
-    missing = list(set(expected) - set(state_dict))
-    unexpected = list(set(state_dict) - set(expected))
-    shapes = (
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if state_dict[k].shape != expected[k].shape
-    )
-    shapes = list(shapes)
-    if missing or unexpected or shapes:
-        parts = [f"{origin}: the head does not fit."]
-        if shapes:
-            parts.append(f"shape mismatches: {_listing(shapes)}")
-        if missing:
-            parts.append(f"missing keys: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_listing(unexpected)}")
+    mismatches = _mismatches(expected, state_dict)
+    if mismatches:
+        parts = [f"{origin}: the head does not fit.", *mismatches]
         v = state_dict.get("last_layer.weight_v")
         hint = "pass load_head=False to keep a freshly initialised head"
         if v is not None and v.ndim == 2:
