@@ -24,7 +24,10 @@ listed first in the gallery ranks first. Queries whose class has no photo in the
 excluded from every mean and counted in ``n_excluded``.
 
 The score matrix is never materialised whole: queries are processed in chunks on the device of the
-features (CPU or CUDA), so a QuickDraw-sized evaluation (92,291 × 54,151) fits in a few GB.
+features (CPU or CUDA), so a QuickDraw-sized evaluation (92,291 × 54,151) fits in a few GB. Nor is
+any ranking: every metric depends only on the ranks of a query's relevant items, which are found
+by sorting each row's scores by value and binary-searching the relevant scores in it
+(:func:`_positive_ranks`).
 
 See ``notebooks/06_retrieval_evaluation.ipynb`` for plots of these metrics.
 """
@@ -88,12 +91,12 @@ def _sorted_relevance(
 ) -> torch.Tensor:
     """Relevance of the gallery in ranked order: ``(q, G)`` bool, best score first.
 
-    Ties are broken by gallery index. For float32 scores each entry is packed into one int64 sort
-    key — high word: the score's bits mapped to an order-preserving int32 (descending), low word:
+    The exact path for rows with tied scores (see :func:`_positive_ranks`). Ties are broken by
+    gallery index. For float32 scores each entry is packed into one int64 sort key — high word:
+    the score's bits mapped to an order-preserving int32 (descending), low word:
     ``2 * gallery_index + relevant`` — so a plain (unstable, SIMD) sort of values gives the stable
-    ranking and carries the relevance bit along, with no argsort and no gather. On the CPU the
-    sort is numpy's (vectorised for int64), many times faster than ``torch.sort`` there.
-    Other dtypes fall back to a stable ``torch.sort`` of the scores.
+    ranking and carries the relevance bit along, with no argsort and no gather. Other dtypes use a
+    stable ``torch.sort`` of the scores.
     """
     relevant = gallery_labels[None, :] == query_labels[:, None]
     n_query, n_gallery = scores.shape
@@ -118,62 +121,221 @@ def _sorted_relevance(
     return (words[..., 0] & 1).bool()
 
 
+_TIED_PER_ROW_LIMIT = 16  # more tied relevant items than this in a row: rank the whole row
+_CPU_PATH = True  # tests switch it off to run the vectorised torch path on the CPU
+_sort_pool = None
+
+
+def _workspace_buffer(workspace: dict | None, name: str, like: np.ndarray, dtype=None):
+    """An uninitialised array shaped like ``like``, reused from chunk to chunk via ``workspace``.
+
+    Fresh memory for every chunk costs more in page faults than the sorting done in it.
+    """
+    dtype = np.dtype(dtype or like.dtype)
+    key = (name, dtype.str, like.shape[1:])
+    buffer = None if workspace is None else workspace.get(key)
+    if buffer is None or len(buffer) < len(like):
+        buffer = np.empty(like.shape, dtype)
+        if workspace is not None:
+            workspace[key] = buffer
+    return buffer[: len(like)]
+
+
+def _over_row_blocks(work, n_rows: int, size: int) -> None:
+    """Run ``work(rows: slice)`` over blocks of rows in ``torch.get_num_threads()`` threads.
+
+    The numpy sorts and binary searches that ``work`` does release the GIL.
+    """
+    global _sort_pool
+    n_threads = min(torch.get_num_threads(), n_rows)
+    if n_threads <= 1 or size < 65536:
+        work(slice(0, n_rows))
+        return
+    if _sort_pool is None or _sort_pool._max_workers < n_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _sort_pool = ThreadPoolExecutor(n_threads, thread_name_prefix="amalib-metrics")
+    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
+    for _ in _sort_pool.map(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]):
+        pass
+
+
+def _ranks_cpu(scores: torch.Tensor, columns: torch.Tensor, valid: torch.Tensor,
+               workspace: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_positive_ranks` on the CPU, one row at a time in parallel threads.
+
+    Each row is sorted with numpy's SIMD sort (several times faster than ``torch.sort`` on a
+    CPU) into a buffer reused from chunk to chunk, and searched with its relevant scores in
+    ascending order, so the row and the search stay in cache. Returns the ranks and a bool per
+    row that asks for the full ranking (too many tied relevant items).
+    """
+    src, cols = scores.numpy(), columns.numpy()
+    n_query, n_gallery = src.shape
+    n_rel = valid.sum(dim=1).numpy()
+    buffer = _workspace_buffer(workspace, "sorted", src)
+    ranks = np.full(cols.shape, n_gallery, dtype=np.int64)
+    too_many_ties = np.zeros(n_query, dtype=bool)
+
+    def work(rows: slice) -> None:
+        for i in range(rows.start, rows.stop):
+            row_cols = cols[i, : n_rel[i]]
+            positive = src[i, row_cols]
+            order = np.argsort(positive)
+            positive, row_cols = positive[order], row_cols[order]
+            ordered = buffer[i]
+            ordered[:] = src[i]
+            ordered.sort()
+            below = np.searchsorted(ordered, positive)  # #{score < s}
+            # s itself sits at ``below``; it is tied when the next slot holds the same value.
+            nxt = np.minimum(below + 1, n_gallery - 1)
+            tied = np.flatnonzero((below + 1 < n_gallery) & (ordered[nxt] == positive))
+            equal_from_j = np.ones_like(below)  # #{score == s, index >= j}
+            if len(tied) > _TIED_PER_ROW_LIMIT:
+                too_many_ties[i] = True
+                continue
+            for k in tied:
+                equal_from_j[k] = np.count_nonzero(src[i, row_cols[k]:] == positive[k])
+            row_ranks = n_gallery - below - equal_from_j
+            row_ranks.sort()
+            ranks[i, : n_rel[i]] = row_ranks
+
+    _over_row_blocks(work, n_query, src.size)
+    return torch.from_numpy(ranks), torch.from_numpy(too_many_ties)
+
+
+def _ranks_torch(scores: torch.Tensor, columns: torch.Tensor, valid: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_positive_ranks` vectorised over the chunk (CUDA and other devices)."""
+    n_gallery = scores.shape[1]
+    positive = scores.gather(1, columns)
+    ordered = torch.sort(scores, dim=1).values
+    below = torch.searchsorted(ordered, positive)  # #{score < s}
+    # s itself sits at ``below``; it is tied when the next slot holds the same value.
+    after = ordered.gather(1, (below + 1).clamp_(max=n_gallery - 1))
+    tied = valid & (below + 1 < n_gallery) & (after == positive)
+    del ordered, after
+    equal_from_j = torch.ones_like(below)  # #{score == s, index >= j}
+    n_tied = tied.sum(dim=1)
+    too_many_ties = n_tied > _TIED_PER_ROW_LIMIT
+    r, k = (tied & ~too_many_ties[:, None]).nonzero(as_tuple=True)
+    index = torch.arange(n_gallery, device=scores.device)
+    for a in range(0, len(r), 256):
+        sl = slice(a, a + 256)
+        hits = (scores[r[sl]] == positive[r[sl], k[sl], None]) & (index >= columns[r[sl], k[sl], None])
+        equal_from_j[r[sl], k[sl]] = hits.sum(dim=1)
+    ranks = torch.where(valid, n_gallery - below - equal_from_j, n_gallery)
+    return torch.sort(ranks, dim=1).values, too_many_ties
+
+
+def _positive_ranks(
+    scores: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    columns: torch.Tensor,
+    valid: torch.Tensor,
+    workspace: dict | None = None,
+) -> torch.Tensor:
+    """0-based ranks of each query's relevant gallery items, ascending: ``(q, P)`` int64.
+
+    Only the ranks of the relevant items matter for every metric here, so the ranking itself is
+    never built. Each row's scores are sorted by value (no indices); the rank of a relevant item
+    at gallery index ``j`` with score ``s`` is ``#{score > s} + #{score == s, index < j}`` (ties
+    go to the earlier gallery item, as in a stable sort). A binary search in the sorted row gives
+    ``#{score < s}``; when no other item has exactly the score ``s`` the rank follows from it.
+    Exact ties (common with float32 scores in a narrow range) are counted directly in the row;
+    a row with many tied relevant items is ranked in full by :func:`_sorted_relevance`.
+
+    Args:
+        scores: ``(q, G)`` similarity of each query to each gallery item (finite).
+        query_labels: ``(q,)`` class ids.
+        gallery_labels: ``(G,)`` class ids.
+        columns: ``(q, P)`` gallery indices of each query's relevant items, in the first
+            ``n_relevant`` entries of the row (any value where ``valid`` is false).
+        valid: ``(q, P)`` bool, true for the first ``n_relevant`` entries of each row.
+        workspace: buffers reused from chunk to chunk (see :func:`_workspace_buffer`).
+
+    Returns:
+        ``(q, P)`` ranks sorted ascending per row; padding entries (``~valid``) hold ``G``.
+    """
+    n_gallery = scores.shape[1]
+    if scores.device.type == "cpu" and _CPU_PATH:
+        ranks, too_many_ties = _ranks_cpu(scores, columns, valid, workspace)
+    else:
+        ranks, too_many_ties = _ranks_torch(scores, columns, valid)
+    full_rows = too_many_ties.nonzero().squeeze(1)
+    if len(full_rows):
+        relevant = _sorted_relevance(scores[full_rows], query_labels[full_rows], gallery_labels)
+        row, rank0 = relevant.nonzero(as_tuple=True)  # row-major: hits of a row in rank order
+        counts = valid[full_rows].sum(dim=1)
+        hit = torch.arange(len(row), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
+        exact = torch.full((len(full_rows), ranks.shape[1]), n_gallery, dtype=torch.int64,
+                           device=ranks.device)
+        exact[row, hit] = rank0
+        ranks[full_rows] = exact
+    return ranks
+
+
+def _envelope(precision: torch.Tensor) -> torch.Tensor:
+    """Running maximum of each row taken from the right (numpy's reversed views on the CPU)."""
+    if precision.device.type == "cpu":
+        values = precision.numpy()
+        out = np.empty_like(values)
+        np.maximum.accumulate(values[:, ::-1], axis=1, out=out[:, ::-1])
+        return torch.from_numpy(out)
+    return precision.flip(1).cummax(dim=1).values.flip(1)
+
+
 def _ranking_metrics(
     scores: torch.Tensor,
     query_labels: torch.Tensor,
     gallery_labels: torch.Tensor,
-    n_relevant: torch.Tensor,
+    columns: torch.Tensor,
+    valid: torch.Tensor,
     ap: str,
+    workspace: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-query metrics of one chunk of queries.
 
-    Only the ranks of the relevant items matter: precision changes direction only at hits, so
-    the precision envelope at the j-th hit is the maximum precision over hits j, j+1, ... . The
-    work after the sort is therefore done on ``(q, max positives)`` matrices, not ``(q, G)``.
+    Precision changes direction only at hits, so the precision envelope at the j-th hit is the
+    maximum precision over hits j, j+1, ...: all the work after ranking is on ``(q, P)``
+    matrices of the relevant items, not on ``(q, G)``.
 
     Args:
         scores: ``(q, G)`` similarity of each query to each gallery item.
         query_labels: ``(q,)`` class ids.
         gallery_labels: ``(G,)`` class ids.
-        n_relevant: ``(q,)`` number of gallery items of each query's class (> 0).
+        columns, valid: ``(q, P)`` relevant gallery items per query (see
+            :func:`_positive_ranks`); every query has at least one.
         ap: AP convention.
+        workspace: buffers reused from chunk to chunk.
 
     Returns:
         Mapping from metric key to a ``(q,)`` float64 tensor.
     """
-    n_query, n_gallery = scores.shape
-    device = scores.device
-    relevant = _sorted_relevance(scores, query_labels, gallery_labels)
-    row, rank0 = relevant.nonzero(as_tuple=True)  # row-major: hits of a row in rank order
-    del relevant
-    counts = n_relevant.to(torch.int64)
-    first = torch.cumsum(counts, 0) - counts
-    hit = torch.arange(len(row), device=device) - first[row]  # 0-based hit number in its row
-    precision = (hit + 1).to(torch.float64) / (rank0 + 1).to(torch.float64)
-    n_rel = counts.to(torch.float64)
+    n_gallery = scores.shape[1]
+    ranks = _positive_ranks(scores, query_labels, gallery_labels, columns, valid, workspace)
+    hit = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64, device=ranks.device)
+    precision = hit / (ranks + 1).to(torch.float64)  # at the j-th hit: j / (its rank + 1)
+    n_rel = valid.sum(dim=1).to(torch.float64)
 
-    def average(in_list: torch.Tensor | None, denom: torch.Tensor) -> torch.Tensor:
-        prec = precision if in_list is None else torch.where(in_list, precision, 0.0)
+    def average(prec: torch.Tensor, in_list: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+        prec = torch.where(in_list, prec, 0.0)
         if ap == "interpolated":
-            padded = torch.zeros((n_query, int(counts.max())), dtype=torch.float64, device=device)
-            padded[row, hit] = prec
             # Precision envelope: the running maximum of precision taken from the right.
-            prec = padded.flip(1).cummax(dim=1).values.flip(1)[row, hit]
-            if in_list is not None:
-                prec = torch.where(in_list, prec, 0.0)
-        total = torch.zeros(n_query, dtype=torch.float64, device=device)
-        return total.index_add_(0, row, prec) / denom
+            prec = torch.where(in_list, _envelope(prec), 0.0)
+        return prec.sum(dim=1) / denom
 
     top = min(_TOP, n_gallery)
+    # Ranks ascend along a row, so the hits inside the top list are among its first ``top``.
+    head = slice(0, min(top, ranks.shape[1]))
     out = {
-        "mAP@all": average(None, n_rel),
-        "mAP@200": average(rank0 < top, torch.clamp(n_rel, max=float(_TOP))),
+        "mAP@all": average(precision, valid, n_rel),
+        "mAP@200": average(precision[:, head], ranks[:, head] < top,
+                           torch.clamp(n_rel, max=float(_TOP))),
     }
     for k in _PRECISION_KS:
         kk = min(k, n_gallery)
-        in_top = (rank0 < kk).to(torch.float64)
-        out[f"P@{k}"] = torch.zeros(n_query, dtype=torch.float64, device=device).index_add_(
-            0, row, in_top) / kk
+        out[f"P@{k}"] = (ranks[:, head] < kk).sum(dim=1).to(torch.float64) / kk
     return out
 
 
@@ -186,8 +348,13 @@ def _evaluate_chunks(
 ) -> dict:
     device = gallery_labels.device
     classes, counts = torch.unique(gallery_labels, return_counts=True)
+    # Gallery indices grouped by class (ascending within a class): class k owns
+    # by_class[starts[k] : starts[k] + counts[k]].
+    by_class = torch.argsort(gallery_labels, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
     sums = {key: torch.zeros((), dtype=torch.float64, device=device) for key in METRIC_KEYS}
     per_query_values = {key: [] for key in METRIC_KEYS}
+    workspace: dict = {}
     n_used = 0
     for rows, scores in score_chunks:
         labels = query_labels[rows]
@@ -199,9 +366,12 @@ def _evaluate_chunks(
             values = {key: torch.full((len(labels),), float("nan"), dtype=torch.float64,
                                       device=device) for key in METRIC_KEYS}
         if keep.any():
-            metrics = _ranking_metrics(
-                scores[keep], labels[keep], gallery_labels, n_relevant[keep], ap
-            )
+            n_kept = n_relevant[keep]
+            slot = torch.arange(int(n_kept.max()), device=device)
+            valid = slot[None, :] < n_kept[:, None]
+            columns = by_class[torch.where(valid, starts[pos[keep]][:, None] + slot, 0)]
+            kept = (scores, labels) if bool(keep.all()) else (scores[keep], labels[keep])
+            metrics = _ranking_metrics(*kept, gallery_labels, columns, valid, ap, workspace)
             for key in METRIC_KEYS:
                 sums[key] += metrics[key].sum()
                 if per_query:
@@ -314,8 +484,17 @@ def evaluate_retrieval(
     rows = _chunk_rows(q.shape[0], chunk_size)
     if progress is not None:
         rows = progress(list(rows))
-    chunks = ((r, q[r] @ g.T) for r in rows)
-    return _evaluate_chunks(chunks, ql, gl, ap, per_query)
+    return _evaluate_chunks(_score_chunks(q, g, rows, chunk_size), ql, gl, ap, per_query)
+
+
+def _score_chunks(q: torch.Tensor, g: torch.Tensor, rows, chunk_size: int):
+    """``(rows, q[rows] @ g.T)`` chunk by chunk, all written into one reused buffer."""
+    buffer = torch.empty((min(chunk_size, len(q)), len(g)), dtype=q.dtype, device=q.device)
+    g_t = g.T
+    for r in rows:
+        out = buffer[: r.stop - r.start]
+        torch.matmul(q[r], g_t, out=out)
+        yield r, out
 
 
 def evaluate_scores(
@@ -346,7 +525,9 @@ def evaluate_scores(
         raise ValueError("there are no queries: scores has no rows")
     if not s.is_floating_point():
         s = s.to(torch.float64)
-    if not torch.isfinite(s).all():
+    elif s.dtype in (torch.float16, torch.bfloat16):
+        s = s.float()  # exact widening: the same order and the same ties
+    if not torch.isfinite(s.sum()) and not torch.isfinite(s).all():
         raise ValueError("scores has non-finite values (NaN or inf)")
     ql = _check_labels(query_labels, s.shape[0], "query_labels", "scores", s.device)
     gl = _check_labels(gallery_labels, s.shape[1], "gallery_labels", "scores' columns", s.device)

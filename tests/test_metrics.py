@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import amalib.metrics as metrics_module
 from amalib.metrics import average_precision, evaluate_retrieval, evaluate_scores
 
 # --------------------------------------------------------------------------- reference
@@ -48,6 +49,13 @@ def reference_metrics(scores: np.ndarray, qlab: np.ndarray, glab: np.ndarray, ap
     return {key: float(np.mean(v)) for key, v in per.items()}
 
 
+@pytest.fixture(params=["numpy-rows", "torch-vectorised"])
+def ranking_path(request, monkeypatch):
+    """Run a test through both rank implementations: numpy per row (CPU) and torch (CUDA)."""
+    monkeypatch.setattr(metrics_module, "_CPU_PATH", request.param == "numpy-rows")
+    return request.param
+
+
 # --------------------------------------------------------------------------- hand-worked
 
 
@@ -79,14 +87,14 @@ def test_three_item_gallery_by_hand():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_signed_zeros_tie(dtype):
+def test_signed_zeros_tie(dtype, ranking_path):
     # -0.0 == +0.0, so gallery order decides: relevance [1, 0, 1] whichever zero each item has.
     scores = np.array([[-0.0, 0.0, -0.0]], dtype=dtype)
     result = evaluate_scores(scores, [1], [1, 0, 1], ap="sklearn")
     assert result["mAP@all"] == pytest.approx(5 / 6)
 
 
-def test_ties_are_broken_by_gallery_order():
+def test_ties_are_broken_by_gallery_order(ranking_path):
     # All scores equal: the ranking is the gallery order, relevance [0, 1, 1].
     result = evaluate_scores(np.zeros((1, 3)), [7], [3, 7, 7], ap="sklearn")
     assert result["mAP@all"] == pytest.approx((1 / 2 + 2 / 3) / 2)
@@ -128,7 +136,7 @@ def test_all_queries_excluded_gives_zeros_not_nan():
 @pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, None])
 @pytest.mark.parametrize("n_gallery", [150, 260])
-def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery, dtype):
+def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery, dtype, ranking_path):
     rng = np.random.default_rng(n_gallery + (chunk_size or 0))
     n_query, n_classes = 23, 6
     # Scores on a coarse grid of negative and positive values so that many ties occur.
@@ -141,6 +149,92 @@ def test_fast_equals_reference_with_ties(ap, chunk_size, n_gallery, dtype):
         assert result[key] == pytest.approx(value, abs=1e-6), key
     assert result["n_used"] + result["n_excluded"] == n_query
     assert result["ap"] == ap
+
+
+def _forbid_full_ranking(monkeypatch):
+    """Make the exact tie path raise: a test using this exercises only the binary-search path."""
+    def forbidden(*args):
+        raise AssertionError("the full ranking was used for a row without ties")
+    monkeypatch.setattr(metrics_module, "_sorted_relevance", forbidden)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
+@pytest.mark.parametrize("chunk_size", [1, 5, None])
+def test_fast_equals_reference_without_ties(ap, chunk_size, dtype, monkeypatch, ranking_path):
+    rng = np.random.default_rng(3 + (chunk_size or 0))
+    n_query, n_gallery, n_classes = 17, 230, 5
+    scores = rng.normal(size=(n_query, n_gallery)).astype(dtype)
+    qlab = rng.integers(0, n_classes, size=n_query)
+    glab = rng.integers(0, n_classes, size=n_gallery)
+    expected = reference_metrics(scores, qlab, glab, ap)
+    _forbid_full_ranking(monkeypatch)
+    result = evaluate_scores(scores, qlab, glab, ap=ap, chunk_size=chunk_size)
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_ties_among_irrelevant_items_need_no_full_ranking(monkeypatch, ranking_path):
+    # Irrelevant items share one score; relevant items have distinct ones: ranks stay exact.
+    glab = np.array([1, 0, 0, 1, 0, 0, 1])
+    scores = np.array([[0.9, 0.5, 0.5, 0.1, 0.5, 0.5, 0.7]], dtype=np.float32)
+    expected = reference_metrics(scores, np.array([1]), glab, "interpolated")
+    _forbid_full_ranking(monkeypatch)
+    result = evaluate_scores(scores, [1], glab)
+    assert result["mAP@all"] == pytest.approx(expected["mAP@all"])
+    # Relevant at ranks 1, 2 and 7: AP = (1 + 1 + 3/7) / 3.
+    assert result["mAP@all"] == pytest.approx((1 + 1 + 3 / 7) / 3)
+
+
+TIED_GALLERY = np.array([0, 1, 0, 1, 0])
+TIED_SCORES = np.array([
+    [0.9, 0.8, 0.7, 0.6, 0.5],   # no ties
+    [0.4, 0.8, 0.8, 0.1, 0.2],   # relevant item 1 tied with irrelevant item 2
+    [0.3, 0.2, 0.3, 0.9, 0.1],   # relevant items 0 and 2 tied with each other
+    [0.5, 0.5, 0.5, 0.5, 0.2],   # relevant items 0 and 2 tied with irrelevant 1 and 3
+], dtype=np.float32)
+TIED_QUERIES = np.array([0, 1, 0, 0])
+
+
+def test_tied_relevant_items_are_counted_exactly_without_full_ranking(monkeypatch, ranking_path):
+    _forbid_full_ranking(monkeypatch)
+    result = evaluate_scores(TIED_SCORES, TIED_QUERIES, TIED_GALLERY, per_query=True)
+    expected = reference_metrics(TIED_SCORES, TIED_QUERIES, TIED_GALLERY, "interpolated")
+    assert result["mAP@all"] == pytest.approx(expected["mAP@all"])
+    per = result["per_query"]["mAP@all"]
+    # Row 1: relevant items 1 (wins the tie by gallery order: rank 1) and 3 (rank 5).
+    assert per[1] == pytest.approx((1 + 2 / 5) / 2)
+    # Row 3: ranking 0, 1, 2, 3 (one tie, gallery order), 4: hits at ranks 1, 3, 5.
+    assert per[3] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+
+
+def test_rows_with_many_tied_relevant_items_take_the_full_ranking(monkeypatch, ranking_path):
+    monkeypatch.setattr(metrics_module, "_TIED_PER_ROW_LIMIT", 1)
+    seen = []
+    original = metrics_module._sorted_relevance
+
+    def spy(scores, query_labels, gallery_labels):
+        seen.append(scores.clone())
+        return original(scores, query_labels, gallery_labels)
+
+    monkeypatch.setattr(metrics_module, "_sorted_relevance", spy)
+    result = evaluate_scores(TIED_SCORES, TIED_QUERIES, TIED_GALLERY)
+    # Rows 2 and 3 have two tied relevant items each (> 1); row 1 has one.
+    assert len(seen) == 1 and torch.equal(seen[0], torch.from_numpy(TIED_SCORES[2:]))
+    expected = reference_metrics(TIED_SCORES, TIED_QUERIES, TIED_GALLERY, "interpolated")
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_scores_rank_like_their_float32_values(dtype):
+    rng = np.random.default_rng(5)
+    scores = torch.from_numpy(rng.normal(size=(9, 120)).astype(np.float32)).to(dtype)
+    qlab, glab = rng.integers(0, 4, 9), rng.integers(0, 4, 120)
+    half = evaluate_scores(scores, qlab, glab)
+    full = evaluate_scores(scores.float(), qlab, glab)
+    for key in ("mAP@all", "mAP@200", "P@100", "P@200"):
+        assert half[key] == full[key]
 
 
 @pytest.mark.parametrize("ap", ["interpolated", "sklearn"])
