@@ -9,7 +9,9 @@ import numpy as np
 
 from amalib.metrics import METRIC_KEYS
 
-__all__ = ["ABLATIONS", "run_ablation", "format_ablation"]
+__all__ = ["ABLATIONS", "STARTING_BACKBONE", "run_ablation", "format_ablation"]
+
+STARTING_BACKBONE = "starting backbone (no AMA training)"
 
 # Each variant switches terms off through the config (loss.schedule.use_*), nothing else.
 ABLATIONS: dict[str, list[str]] = {
@@ -25,8 +27,10 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
                  overrides=(), progress: bool = False, log=print) -> dict:
     """Train every variant for every seed; returns ``{variant: {seed: final metrics}}``.
 
-    Results are also written to ``<out>/ablation.json``; finished runs found there are reused,
-    so an interrupted ablation continues where it stopped.
+    The first row, :data:`STARTING_BACKBONE`, is the configured backbone evaluated before any
+    training (seed ``"-"``): the baseline every variant is compared with. Results are also
+    written to ``<out>/ablation.json``; finished runs found there are reused, so an interrupted
+    ablation continues where it stopped.
     """
     from amalib.engine.config import load_config
     from amalib.engine.trainer import Trainer
@@ -35,6 +39,16 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     out.mkdir(parents=True, exist_ok=True)
     table_file = out / "ablation.json"
     table = json.loads(table_file.read_text()) if table_file.exists() else {}
+    if STARTING_BACKBONE not in table:
+        # The row every variant starts from: the configured backbone, evaluated untrained (the
+        # same for every seed, so once).
+        cfg = load_config(config, [*overrides, f"train.seed={seeds[0]}"])
+        trainer = Trainer(cfg, out / "starting_backbone", progress=progress,
+                          log=lambda _line: None)
+        log(f"ablation: {STARTING_BACKBONE} ({trainer.pretrained or 'random init'})")
+        start = trainer.evaluate()
+        table = {STARTING_BACKBONE: {"-": {k: start[k] for k in METRIC_KEYS}}, **table}
+        table_file.write_text(json.dumps(table, indent=2))
     for name, switches in ABLATIONS.items():
         for seed in seeds:
             if str(seed) in table.get(name, {}):
@@ -52,7 +66,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
 
 
 def format_ablation(table: dict) -> str:
-    """Markdown table: mean ± standard deviation over seeds of each metric."""
+    """Markdown table: mean ± sample standard deviation over seeds of each metric."""
     lines = ["| variant | seeds | " + " | ".join(METRIC_KEYS) + " |",
              "|---|---|" + "---|" * len(METRIC_KEYS)]
     for name, runs in table.items():
