@@ -123,7 +123,7 @@ def _sorted_relevance(
 
 _TIED_PER_ROW_LIMIT = 16  # more tied relevant items than this in a row: rank the whole row
 _CPU_PATH = True  # tests switch it off to run the vectorised torch path on the CPU
-_sort_pool = None
+_sort_pool = None  # (ThreadPoolExecutor, pid of the process that created it)
 
 
 def _workspace_buffer(workspace: dict | None, name: str, like: np.ndarray, dtype=None):
@@ -141,22 +141,37 @@ def _workspace_buffer(workspace: dict | None, name: str, like: np.ndarray, dtype
     return buffer[: len(like)]
 
 
+def _row_pool(n_threads: int):
+    """The module's sorting thread pool, rebuilt in a forked child (its threads did not follow)."""
+    global _sort_pool
+    import os
+
+    pid = os.getpid()
+    if _sort_pool is not None:
+        pool, owner = _sort_pool
+        if owner == pid and pool._max_workers >= n_threads:
+            return pool
+        if owner == pid:
+            pool.shutdown(wait=False)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(n_threads, thread_name_prefix="amalib-metrics")
+    _sort_pool = (pool, pid)
+    return pool
+
+
 def _over_row_blocks(work, n_rows: int, size: int) -> None:
     """Run ``work(rows: slice)`` over blocks of rows in ``torch.get_num_threads()`` threads.
 
     The numpy sorts and binary searches that ``work`` does release the GIL.
     """
-    global _sort_pool
     n_threads = min(torch.get_num_threads(), n_rows)
     if n_threads <= 1 or size < 65536:
         work(slice(0, n_rows))
         return
-    if _sort_pool is None or _sort_pool._max_workers < n_threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _sort_pool = ThreadPoolExecutor(n_threads, thread_name_prefix="amalib-metrics")
     bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    for _ in _sort_pool.map(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]):
+    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    for _ in _row_pool(n_threads).map(work, blocks):
         pass
 
 
@@ -208,7 +223,7 @@ def _ranks_torch(scores: torch.Tensor, columns: torch.Tensor, valid: torch.Tenso
     """:func:`_positive_ranks` vectorised over the chunk (CUDA and other devices)."""
     n_gallery = scores.shape[1]
     positive = scores.gather(1, columns)
-    ordered = torch.sort(scores, dim=1).values
+    ordered = torch.sort(scores, dim=1).values.contiguous()  # a strided input keeps its strides
     below = torch.searchsorted(ordered, positive)  # #{score < s}
     # s itself sits at ``below``; it is tied when the next slot holds the same value.
     after = ordered.gather(1, (below + 1).clamp_(max=n_gallery - 1))

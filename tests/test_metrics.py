@@ -313,3 +313,34 @@ def test_importing_metrics_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _sort_blocks_in_child(rows: np.ndarray) -> np.ndarray:
+    out = rows.copy()
+
+    def work(block):
+        out[block].sort(axis=1)
+
+    metrics_module._over_row_blocks(work, len(out), 1 << 20)  # large enough to use the threads
+    return out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_row_thread_pool_is_rebuilt_in_a_forked_child():
+    # The parent's sorting threads do not survive fork; a child must build its own pool instead
+    # of waiting forever on the inherited one. (Only numpy work here: torch's own intra-op
+    # threads are not fork-safe either, which is why DataLoader workers run single-threaded.)
+    import multiprocessing as mp
+
+    rows = np.random.default_rng(0).random((6, 50), dtype=np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the threaded path needs more than one thread
+    try:
+        expected = _sort_blocks_in_child(rows)  # the parent creates the pool
+        assert metrics_module._sort_pool is not None
+        with mp.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_sort_blocks_in_child, (rows,)).get(timeout=60)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, np.sort(rows, axis=1))
