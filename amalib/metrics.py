@@ -91,8 +91,8 @@ def _sorted_relevance(
 ) -> torch.Tensor:
     """Relevance of the gallery in ranked order: ``(q, G)`` bool, best score first.
 
-    The exact path for rows with tied scores (see :func:`_positive_ranks`). Ties are broken by
-    gallery index. For float32 scores each entry is packed into one int64 sort key — high word:
+    The full ranking, for rows with many tied relevant items (see :func:`_positive_ranks`). Ties
+    are broken by gallery index. For float32 scores each entry is packed into one int64 sort key — high word:
     the score's bits mapped to an order-preserving int32 (descending), low word:
     ``2 * gallery_index + relevant`` — so a plain (unstable, SIMD) sort of values gives the stable
     ranking and carries the relevance bit along, with no argsort and no gather. Other dtypes use a
@@ -126,16 +126,15 @@ _CPU_PATH = True  # tests switch it off to run the vectorised torch path on the 
 _sort_pool = None  # (ThreadPoolExecutor, pid of the process that created it)
 
 
-def _workspace_buffer(workspace: dict | None, name: str, like: np.ndarray, dtype=None):
-    """An uninitialised array shaped like ``like``, reused from chunk to chunk via ``workspace``.
+def _workspace_buffer(workspace: dict | None, like: np.ndarray) -> np.ndarray:
+    """An uninitialised array like ``like``, reused from chunk to chunk via ``workspace``.
 
     Fresh memory for every chunk costs more in page faults than the sorting done in it.
     """
-    dtype = np.dtype(dtype or like.dtype)
-    key = (name, dtype.str, like.shape[1:])
+    key = (like.dtype.str, like.shape[1:])
     buffer = None if workspace is None else workspace.get(key)
     if buffer is None or len(buffer) < len(like):
-        buffer = np.empty(like.shape, dtype)
+        buffer = np.empty(like.shape, like.dtype)  # C order: rows contiguous for the sort
         if workspace is not None:
             workspace[key] = buffer
     return buffer[: len(like)]
@@ -187,7 +186,7 @@ def _ranks_cpu(scores: torch.Tensor, columns: torch.Tensor, valid: torch.Tensor,
     src, cols = scores.numpy(), columns.numpy()
     n_query, n_gallery = src.shape
     n_rel = valid.sum(dim=1).numpy()
-    buffer = _workspace_buffer(workspace, "sorted", src)
+    buffer = _workspace_buffer(workspace, src)
     ranks = np.full(cols.shape, n_gallery, dtype=np.int64)
     too_many_ties = np.zeros(n_query, dtype=bool)
 
