@@ -13,31 +13,15 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+from tiny_benchmark import TINY_DATA, tiny_values
 
 from amalib import tutorial
 from amalib.data.benchmarks import get_benchmark
 
-TINY_DATA = {
-    "seed": 0, "image_size": 32, "n_seen": 4, "n_unseen": 2, "sketches_per_class": 8,
-    "photos_per_class": 6, "test_sketches_per_class": 3, "test_photos_per_class": 4,
-    "n_pretrain_classes": 2, "pretrain_photos_per_class": 8,
-}  # fmt: skip
-
 
 def tiny_profile(root) -> tutorial.Profile:
     """The cpu-mini profile scaled down to a 4-class benchmark and a 2-block ViT."""
-    gen = ", ".join(f"{k}: {v}" for k, v in TINY_DATA.items())
-    crops = ("{global_size: 32, local_size: 16, n_global: 2, n_local: 2, "
-             "global_scale: [0.5, 1.0], local_scale: [0.2, 0.5]}")
-    values = {
-        "data.root": str(root), "data.generate": "{" + gen + "}", "data.batch_size": 8,
-        "data.num_workers": 0, "data.sketch_crops": crops, "data.photo_crops": crops,
-        "data.cluster_resize": 32, "data.cluster_crop": 32, "data.eval_resize": 32,
-        "data.eval_crop": 32, "data.eval_batch_size": 16,
-        "model.arch": "vit_micro", "model.img_size": 32, "model.out_dim": 64,
-        "model.hidden_dim": 32, "model.bottleneck_dim": 16, "model.pretrained": "none",
-        "train.lr": 1.0e-3, "loss.cluster.granularities": "[2, 4]", "loss.cluster.n_redo": 1,
-    }  # fmt: skip
+    values = tiny_values(root)
     return tutorial.Profile(
         name="tiny", config_name="mini",
         overrides=tuple(f"{k}={v}" for k, v in values.items()),
