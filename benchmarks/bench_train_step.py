@@ -182,7 +182,7 @@ def random_clusters(trainer, seed: int = 0) -> None:
             cents = F.normalize(torch.randn(k, dim, generator=gen), dim=1)
             assign = torch.randint(0, k, (n,), generator=gen)
             results.append(ClusterResult(cents, assign, k, 0.0))
-        trainer.clusters[d] = results
+        trainer.set_clusters(d, results)
 
 
 def random_batch(trainer, cfg: dict, seed: int) -> dict:
@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "with its own Trainer: " + ", ".join(VARIANTS))
     parser.add_argument("--data-root", default=None, help="mini benchmark folder (data/mini)")
     parser.add_argument("--set", action="append", default=[], help="extra config override")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing, profile N fused steps and print the top operators")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -346,9 +348,27 @@ def main(argv: list[str] | None = None) -> dict:
         results["speedup_paired"] = paired
         for name in [n for n in times if n.startswith("fused+")]:
             print(f"  speed-up {name} vs reference: {results['reference'] / results[name]:.2f}x")
+    if args.profile:
+        profile_steps(paths["fused"], batches, epoch, global_step, device, args.profile)
     used = argv if argv is not None else sys.argv[1:]
     print("  command: python " + " ".join([sys.argv[0], *used]))
     return results
+
+
+def profile_steps(step, batches, epoch: int, global_step: int, device: torch.device,
+                  n_steps: int) -> None:
+    """Top operators of ``n_steps`` fused steps by device (CUDA) or CPU self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        for i in range(n_steps):
+            step(batches[i % len(batches)], epoch, global_step)
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"  profile of {n_steps} fused steps, top operators by {key}:")
+    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
 
 
 def _device_name(device: torch.device) -> str:

@@ -156,7 +156,7 @@ class Trainer:
             self._resume(resume)
         self.clusters: dict[str, list] = {}
         self._prototypes: dict[str, list[torch.Tensor]] = {}
-        self.stats: dict[str, float] = {}
+        self.stats: dict[str, torch.Tensor] = {}  # last step's statistics (cc_kept_*)
 
     # ------------------------------------------------------------------ setup
     def log(self, line: str) -> None:
@@ -409,9 +409,14 @@ class Trainer:
                     r.assignments = full
                 self.log(f"  k-means {d}: K={[r.n_clusters for r in results]} "
                          f"({time.perf_counter() - t0:.1f} s)")
-            self.clusters[d] = du.broadcast_object(results)
-            # Device copies once per clustering, not once per granularity and step.
-            self._prototypes[d] = [r.centroids.to(self.device) for r in self.clusters[d]]
+            self.set_clusters(d, du.broadcast_object(results))
+
+    def set_clusters(self, domain: str, results: list) -> None:
+        """Use ``results`` (one :class:`~amalib.clustering.ClusterResult` per granularity, with
+        assignments indexed by training-set position) as ``domain``'s clusters from now on."""
+        self.clusters[domain] = results
+        # Device copies once per clustering, not once per granularity and step.
+        self._prototypes[domain] = [r.centroids.to(self.device) for r in results]
 
     def evaluate(self) -> dict:
         """Zero-shot retrieval of unseen-class sketches against unseen-class photos."""
@@ -458,9 +463,13 @@ class Trainer:
             cc = []
             for d in domains:
                 results = self.clusters[d]
-                ids = torch.stack([r.assignments[indices[d]] for r in results]).to(self.device)
+                # CPU ids: the loss range-checks them on the host before its (pinned) copy.
+                ids = torch.stack([r.assignments[indices[d]] for r in results])
+                if self.device.type == "cuda":
+                    ids = ids.pin_memory()
                 cc.append(self.cc_loss(s_norm[d], t_first[d], ids, self._prototypes[d]))
-                self.stats[f"cc_kept_{d}"] = self.cc_loss.stats().get("kept_fraction", float("nan"))
+                # A device tensor, read once at the end of the epoch (no per-step sync).
+                self.stats[f"cc_kept_{d}"] = self.cc_loss.last_stats["kept_fraction"]
             losses["cc"] = sum(cc)
         if weights["ma"] > 0:
             losses["ma"] = mutual_alignment_multi(
@@ -548,7 +557,7 @@ class Trainer:
                           "lr": float(self.lr_schedule[min((epoch + 1) * self.steps_per_epoch - 1,
                                                           len(self.lr_schedule) - 1)]),
                           "weights": self.schedule.weights(epoch),
-                          "loss": means, **self.stats}
+                          "loss": means, **{k: float(v) for k, v in self.stats.items()}}
                 every = int(self.cfg["eval"]["every"])
                 if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
                     record["eval"] = self.evaluate()

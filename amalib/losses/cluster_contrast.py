@@ -42,9 +42,15 @@ class ClusterContrastLoss(nn.Module):
     With no kept anchor the loss is ``student_features.sum() * 0`` — zero with a gradient path,
     never NaN.
 
-    After each call :attr:`last_stats` holds floats for logging: ``kept_fraction`` (mean over
-    granularities of the fraction of anchors kept), ``kept_fraction_g{g}`` per granularity and
-    ``mean_positives`` (mean number of positives per kept anchor, averaged over granularities).
+    After each call :attr:`last_stats` holds detached 0-d tensors for logging, on the features'
+    device (reading them as numbers waits for the device, so the training step never does):
+    ``kept_fraction`` (mean over granularities of the fraction of anchors kept),
+    ``kept_fraction_g{g}`` per granularity and ``mean_positives`` (mean number of positives per
+    kept anchor, averaged over granularities). :meth:`stats` returns them as floats.
+
+    The step is free of host synchronisation. Cluster ids outside ``[0, K_g)`` raise a
+    ``ValueError`` when ``cluster_ids`` is a CPU tensor (checked before it is copied to the
+    device, as the trainer passes it); ids already on an accelerator are not range-checked.
 
     Args:
         temperature: temperature ``T`` of the contrastive softmax (release: 0.2).
@@ -64,7 +70,7 @@ class ClusterContrastLoss(nn.Module):
         self.temperature = float(temperature)
         self.prototype_temperature = float(prototype_temperature)
         self.confidence_threshold = float(confidence_threshold)
-        self.last_stats: dict[str, float] = {}
+        self.last_stats: dict[str, torch.Tensor] = {}
 
     def extra_repr(self) -> str:
         return (
@@ -73,8 +79,8 @@ class ClusterContrastLoss(nn.Module):
         )
 
     def stats(self) -> dict[str, float]:
-        """A copy of the statistics of the last forward call (see the class docstring)."""
-        return dict(self.last_stats)
+        """The statistics of the last forward call as floats (see the class docstring)."""
+        return {k: float(v) for k, v in self.last_stats.items()}
 
     def forward(
         self,
@@ -100,20 +106,28 @@ class ClusterContrastLoss(nn.Module):
         batch = teacher_features.shape[0]
         if cluster_ids.ndim == 1:
             cluster_ids = cluster_ids.unsqueeze(0)
-        cluster_ids = cluster_ids.to(student_features.device).long()
         n_gran = cluster_ids.shape[0]
+        if len(prototypes) != n_gran:
+            raise ValueError(f"got {len(prototypes)} prototype sets for {n_gran} granularities")
+        if cluster_ids.device.type == "cpu":
+            for g, ids in enumerate(cluster_ids):
+                k = prototypes[g].shape[0]
+                if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= k):
+                    raise ValueError(
+                        f"cluster ids at granularity {g} must be in [0, {k}), "
+                        f"got range [{int(ids.min())}, {int(ids.max())}]"
+                    )
+        cluster_ids = cluster_ids.to(student_features.device, non_blocking=True).long()
         if student_features.ndim != 2 or student_features.shape[0] % batch != 0:
             raise ValueError(
                 f"student_features must be (C*B, D) with B={batch}, got {tuple(student_features.shape)}"
             )
         if cluster_ids.shape[1] != batch:
             raise ValueError(f"cluster_ids must be (G, {batch}), got {tuple(cluster_ids.shape)}")
-        if len(prototypes) != n_gran:
-            raise ValueError(f"got {len(prototypes)} prototype sets for {n_gran} granularities")
         n_crops = student_features.shape[0] // batch
         zero = student_features.sum() * 0.0
         if n_crops < 2 or n_gran == 0:
-            self.last_stats = {"kept_fraction": 0.0, "mean_positives": 0.0}
+            self.last_stats = {"kept_fraction": zero.detach(), "mean_positives": zero.detach()}
             return zero
 
         anchors = student_features[:batch]  # (B, D)
@@ -121,7 +135,7 @@ class ClusterContrastLoss(nn.Module):
         log_prob = F.log_softmax(anchors @ candidates.T / self.temperature, dim=1)
 
         total = zero
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         kept_fractions, mean_positives = [], []
         sample_mask = torch.ones(batch, batch, dtype=torch.bool, device=student_features.device)
         for g in range(n_gran):
@@ -140,21 +154,16 @@ class ClusterContrastLoss(nn.Module):
                         f"prototypes[{g}] must be (K, {teacher_features.shape[1]}), "
                         f"got {tuple(protos.shape)}"
                     )
-                if int(ids.min()) < 0 or int(ids.max()) >= protos.shape[0]:
-                    raise ValueError(
-                        f"cluster ids at granularity {g} must be in [0, {protos.shape[0]}), "
-                        f"got range [{int(ids.min())}, {int(ids.max())}]"
-                    )
                 probs = F.softmax(teacher_features @ protos.T / self.prototype_temperature, dim=1)
                 own = probs.gather(1, ids[:, None]).squeeze(1)
                 keep = (own > self.confidence_threshold) & (n_pos > 0)
-                n_keep = int(keep.sum())
-            kept = keep.to(mean_log_prob_pos.dtype)
-            total = total + (-(kept * mean_log_prob_pos).sum() / max(n_keep, 1))
+                kept = keep.to(mean_log_prob_pos.dtype)
+                n_keep = kept.sum()
+            total = total + (-(kept * mean_log_prob_pos).sum() / n_keep.clamp_min(1))
             kept_fractions.append(n_keep / batch)
-            mean_positives.append(float(n_pos[keep].float().mean()) if n_keep else 0.0)
-            stats[f"kept_fraction_g{g}"] = n_keep / batch
-        stats["kept_fraction"] = sum(kept_fractions) / n_gran
-        stats["mean_positives"] = sum(mean_positives) / n_gran
+            mean_positives.append((kept * n_pos).sum() / n_keep.clamp_min(1))
+            stats[f"kept_fraction_g{g}"] = kept_fractions[-1]
+        stats["kept_fraction"] = torch.stack(kept_fractions).mean()
+        stats["mean_positives"] = torch.stack(mean_positives).mean()
         self.last_stats = stats
         return total / n_gran

@@ -120,7 +120,10 @@ class DINOLoss(nn.Module):
             same_view = torch.eye(
                 self.n_global, n_crops, dtype=torch.bool, device=cross_entropy.device
             )
-            loss = cross_entropy.masked_select(~same_view).mean()
+            # Mean over the n_global * n_crops - n_global cross-view pairs; a masked sum over a
+            # count known on the host (masked_select would synchronise with the device).
+            n_pairs = self.n_global * n_crops - self.n_global
+            loss = cross_entropy.masked_fill(same_view, 0.0).sum() / n_pairs
 
         self.update_center(teacher_output)
         return loss

@@ -19,9 +19,9 @@ def reference_cluster_contrast(
     batch = teacher.shape[0]
     n_rows = student.shape[0]
     n_gran = cluster_ids.shape[0]
-    per_granularity, kept_fraction = [], []
+    per_granularity, kept_fraction, mean_positives = [], [], []
     for g in range(n_gran):
-        anchor_losses = []
+        anchor_losses, n_positives = [], []
         for i in range(batch):
             # Confidence filter: the teacher's soft assignment to the prototypes of granularity g.
             scores = [float(teacher[i] @ mu) / prototype_temperature for mu in prototypes[g]]
@@ -37,9 +37,13 @@ def reference_cluster_contrast(
                     positives.append(logit - log_norm)
             if own > threshold and positives:
                 anchor_losses.append(-sum(positives) / len(positives))
+                n_positives.append(len(positives))
         kept_fraction.append(len(anchor_losses) / batch)
         per_granularity.append(sum(anchor_losses) / len(anchor_losses) if anchor_losses else 0.0)
-    return sum(per_granularity) / n_gran, sum(kept_fraction) / n_gran
+        mean_positives.append(sum(n_positives) / len(n_positives) if n_positives else 0.0)
+    stats = {"kept_fraction": sum(kept_fraction) / n_gran,
+             "mean_positives": sum(mean_positives) / n_gran}
+    return sum(per_granularity) / n_gran, stats
 
 
 def random_case(batch, n_crops, dim, cluster_sizes, seed):
@@ -72,10 +76,13 @@ def test_matches_loop_reference(batch, n_crops, cluster_sizes, temperature):
     student, teacher, ids, protos = random_case(batch, n_crops, 8, cluster_sizes, seed)
     loss_fn = ClusterContrastLoss(temperature, prototype_temperature=0.3, confidence_threshold=0.3)
     got = loss_fn(student, teacher, ids, protos)
-    want, kept = reference_cluster_contrast(student, teacher, ids, protos, temperature, 0.3, 0.3)
+    want, stats = reference_cluster_contrast(student, teacher, ids, protos, temperature, 0.3, 0.3)
     assert torch.isfinite(got)
     assert got.item() == pytest.approx(want, rel=1e-9, abs=1e-12)
-    assert loss_fn.last_stats["kept_fraction"] == pytest.approx(kept)
+    got_stats = loss_fn.stats()
+    assert all(isinstance(v, float) for v in got_stats.values())
+    assert got_stats["kept_fraction"] == pytest.approx(stats["kept_fraction"])
+    assert got_stats["mean_positives"] == pytest.approx(stats["mean_positives"])
 
 
 def test_three_samples_by_hand():
@@ -106,7 +113,7 @@ def test_three_samples_by_hand():
     loss_fn = ClusterContrastLoss(1.0, prototype_temperature=0.2, confidence_threshold=0.6)
     want = (math.log(2 * e + 1) - 1 + math.log(2 * e + 1)) / 2
     assert loss_fn(student, teacher, ids, prototypes).item() == pytest.approx(want, rel=1e-6)
-    assert loss_fn.last_stats["kept_fraction"] == pytest.approx(2 / 3)
+    assert loss_fn.stats()["kept_fraction"] == pytest.approx(2 / 3)
 
 
 def test_granularities_use_intersection_of_masks():
@@ -136,7 +143,7 @@ def test_all_anchors_filtered_gives_zero_with_finite_gradient():
     loss.backward()
     assert student.grad is not None
     assert torch.isfinite(student.grad).all() and (student.grad == 0).all()
-    assert loss_fn.last_stats["kept_fraction"] == 0.0
+    assert loss_fn.stats()["kept_fraction"] == 0.0
 
 
 def test_single_crop_has_no_candidates():
