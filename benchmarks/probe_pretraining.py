@@ -1,0 +1,145 @@
+"""Pretraining probe: does plain DINO give the embedded ViT a genuine starting backbone (issue 6)?
+
+Runs ``amalib pretrain`` (plain DINO on the mini-benchmark's extra photo classes, no labels) with
+the given overrides and, before training and every ``--every`` epochs, probes the teacher
+backbone's retrieval with labels that no loss ever sees:
+
+* **validation** (used to choose a pretraining recipe): the *seen* classes' training images,
+  sketch->photo and photo->photo (even-indexed photos query the odd-indexed ones);
+* **unseen** (reported, never used to choose): the test split, sketch->photo and photo->photo.
+
+It also prints the mean pairwise cosine of the unseen sketches' features (1.0 = every sketch on
+one point). At the end the teacher is exported like ``amalib pretrain --export``.
+
+``--conv-stem`` swaps the ViT's patchify projection for four 3x3 convolutions with batch norm
+and ReLU (stride 1, then three stride-2; the probe CNN of ``probe_learnability.py`` without its
+pooling head) in this process only: an experiment, not an amalib architecture.
+
+    # on a GPU: 110 pretraining classes x 250 photos, 100 epochs
+    python benchmarks/probe_pretraining.py --out runs/pretrain_probe --every 10 \\
+        --set data.root=data/mini_pretrain --set data.generate.n_pretrain_classes=110 \\
+        --set data.generate.pretrain_photos_per_class=250 --set train.epochs=100
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from amalib.data.benchmarks import read_file_list
+from amalib.engine.config import load_config
+from amalib.engine.features import FeatureSet
+from amalib.engine.state import export_teacher
+from amalib.engine.trainer import Trainer
+from amalib.metrics import evaluate_retrieval
+
+
+def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:
+    qv, gv = q.valid.clone(), g.valid.clone()
+    if q_rows is not None:
+        qv &= q_rows
+        gv &= g_rows
+    return evaluate_retrieval(q.features[qv], q.labels[qv], g.features[gv], g.labels[gv])["mAP@all"]
+
+
+def probe(trainer: Trainer) -> dict:
+    """Retrieval of the teacher backbone on the seen (validation) and unseen (test) classes."""
+    was = trainer.progress
+    trainer.progress = False
+    f = {s: trainer.extract(s) for s in ("sketch_train", "photo_train", "sketch_test", "photo_test")}
+    trainer.progress = was
+    # The training splits are unlabelled by design; the probe reads the labels from the lists.
+    for d in ("sketch", "photo"):
+        rows = read_file_list(trainer.root / getattr(trainer.spec, f"{d}_train"))
+        f[f"{d}_train"].labels = torch.tensor([label for _, label in rows])
+    out = {}
+    for name, (sk, ph) in {"val": ("sketch_train", "photo_train"),
+                           "unseen": ("sketch_test", "photo_test")}.items():
+        photos = f[ph]
+        even = torch.arange(len(photos)) % 2 == 0
+        out[f"{name}_s2p"] = _map(f[sk], photos)
+        out[f"{name}_p2p"] = _map(photos, photos, even, ~even)
+    sk = f["sketch_test"].features[f["sketch_test"].valid]
+    n = len(sk)
+    out["sketch_cos"] = float(((sk @ sk.T).sum() - n) / (n * (n - 1)))
+    return out
+
+
+def use_conv_stem() -> None:
+    """Make :func:`amalib.models.build_student_teacher` build ViTs with a convolutional stem."""
+    from timm.layers import PatchEmbed
+    from torch import nn
+
+    import amalib.models.student_teacher as student_teacher
+    from amalib.models.vit import create_vit
+
+    class ConvStemEmbed(PatchEmbed):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            layers, c = [], 3
+            for i in range(1 + int(math.log2(self.patch_size[0]))):
+                c_out = min(48 * 2**i, 192)
+                layers += [nn.Conv2d(c, c_out, 3, 1 if i == 0 else 2, 1, bias=False),
+                           nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                c = c_out
+            self.proj = nn.Sequential(*layers, nn.Conv2d(c, self.proj.out_channels, 1))
+
+    student_teacher.create_vit = functools.partial(create_vit, embed_layer=ConvStemEmbed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--config", default="mini_pretrain")
+    parser.add_argument("--out", default="runs/pretrain_probe")
+    parser.add_argument("--every", type=int, default=10, help="probe every N epochs")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--export", default=None, help="write the teacher here at the end")
+    parser.add_argument("--conv-stem", action="store_true",
+                        help="convolutional stem instead of patchify (see above)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    if args.conv_stem:
+        use_conv_stem()
+
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg, args.out, device=args.device, mode="pretrain", progress=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "probe.jsonl", "a")
+
+    def report(epoch: int) -> None:
+        t0 = time.perf_counter()
+        r = {"epoch": epoch, **probe(trainer)}
+        log.write(json.dumps(r) + "\n")
+        log.flush()
+        print(f"probe after {epoch:>3} epochs | val s2p {r['val_s2p']:.4f} p2p {r['val_p2p']:.4f}"
+              f" | unseen s2p {r['unseen_s2p']:.4f} p2p {r['unseen_p2p']:.4f} | sketch cos "
+              f"{r['sketch_cos']:.3f} | {time.perf_counter() - t0:.1f} s", flush=True)
+
+    report(0)
+    log_epoch = trainer._log_epoch
+
+    def log_and_probe(record: dict) -> None:
+        log_epoch(record)
+        done = record["epoch"] + 1
+        if done % args.every == 0 or done == trainer.epochs:
+            report(done)
+
+    trainer._log_epoch = log_and_probe
+    t0 = time.perf_counter()
+    trainer.fit()
+    print(f"pretraining took {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.export:
+        print("teacher exported to", export_teacher(out / "checkpoint.pth", args.export))
+
+
+if __name__ == "__main__":
+    main()
