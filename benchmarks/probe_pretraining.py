@@ -5,8 +5,9 @@ the given overrides and, before training and every ``--every`` epochs, probes th
 backbone's retrieval with labels that no loss ever sees:
 
 * **validation** (used to choose a pretraining recipe): the *seen* classes' training images,
-  sketch->photo and photo->photo (even-indexed photos query the odd-indexed ones);
-* **unseen** (reported, never used to choose): the test split, sketch->photo and photo->photo.
+  sketch->photo, photo->photo and sketch->sketch (within a domain, the even-indexed images query
+  the odd-indexed ones);
+* **unseen** (reported, never used to choose): the test split, the same three.
 
 It also prints the mean pairwise cosine of the unseen sketches' features (1.0 = every sketch on
 one point). At the end the teacher is exported like ``amalib pretrain --export``.
@@ -65,6 +66,9 @@ def probe(trainer: Trainer) -> dict:
         even = torch.arange(len(photos)) % 2 == 0
         out[f"{name}_s2p"] = _map(f[sk], photos)
         out[f"{name}_p2p"] = _map(photos, photos, even, ~even)
+        sketches = f[sk]
+        even = torch.arange(len(sketches)) % 2 == 0
+        out[f"{name}_s2s"] = _map(sketches, sketches, even, ~even)
     sk = f["sketch_test"].features[f["sketch_test"].valid]
     n = len(sk)
     out["sketch_cos"] = float(((sk @ sk.T).sum() - n) / (n * (n - 1)))
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         log.write(json.dumps(r) + "\n")
         log.flush()
         print(f"probe after {epoch:>3} epochs | val s2p {r['val_s2p']:.4f} p2p {r['val_p2p']:.4f}"
-              f" | unseen s2p {r['unseen_s2p']:.4f} p2p {r['unseen_p2p']:.4f} | sketch cos "
+              f" s2s {r['val_s2s']:.4f} | unseen s2p {r['unseen_s2p']:.4f} p2p "
+              f"{r['unseen_p2p']:.4f} s2s {r['unseen_s2s']:.4f} | sketch cos "
               f"{r['sketch_cos']:.3f} | {time.perf_counter() - t0:.1f} s", flush=True)
 
     report(0)
