@@ -34,6 +34,7 @@ activations, softmaxes, losses and the optimiser are not counted (this is MFU, n
     python benchmarks/bench_train_step.py --device cuda --arch vit_base --patch 16 \\
         --global-size 224 --local-size 96 --n-local 8 --batch 32 --out-dim 65536
     # the same arguments on a CPU run at --cpu-batch images per domain (reduced size)
+    # --profile N: after timing, the top operators of N fused steps (torch.profiler)
 """
 
 from __future__ import annotations

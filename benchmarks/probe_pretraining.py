@@ -10,11 +10,13 @@ backbone's retrieval with labels that no loss ever sees:
 * **unseen** (reported, never used to choose): the test split, the same three.
 
 It also prints the mean pairwise cosine of the unseen sketches' features (1.0 = every sketch on
-one point). At the end the teacher is exported like ``amalib pretrain --export``.
+one point). With ``--export`` the final teacher is written like ``amalib pretrain --export``.
 
-``--conv-stem`` swaps the ViT's patchify projection for four 3x3 convolutions with batch norm
-and ReLU (stride 1, then three stride-2; the probe CNN of ``probe_learnability.py`` without its
-pooling head) in this process only: an experiment, not an amalib architecture.
+``--conv-stem`` swaps the ViT's patchify projection, in this process only, for 3x3 convolutions
+with batch norm and ReLU (one at stride 1 with 48 channels, then log2(patch) at stride 2 with
+96, 192, 192, ... channels) and a 1x1 projection to the ViT width: the ``vit-convstem`` of
+``probe_learnability.py`` with one more full-resolution layer in front. It is an experiment,
+not an amalib architecture, so it cannot be combined with ``--export``.
 
     # on a GPU: 110 pretraining classes x 250 photos, 100 epochs
     python benchmarks/probe_pretraining.py --out runs/pretrain_probe --every 10 \\
@@ -86,6 +88,9 @@ def use_conv_stem() -> None:
     class ConvStemEmbed(PatchEmbed):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            patch = self.patch_size[0]
+            if patch & (patch - 1):
+                raise ValueError(f"--conv-stem needs a power-of-two patch size, got {patch}")
             layers, c = [], 3
             for i in range(1 + int(math.log2(self.patch_size[0]))):
                 c_out = min(48 * 2**i, 192)
@@ -110,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="convolutional stem instead of patchify (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
+    if args.conv_stem and args.export:
+        parser.error("--conv-stem builds an experimental backbone that amalib cannot load; "
+                     "drop --export")
     if args.conv_stem:
         use_conv_stem()
 

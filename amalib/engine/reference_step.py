@@ -118,7 +118,7 @@ def reference_losses(trainer, batch: dict, epoch: int) -> dict[str, torch.Tensor
         cc = 0.0
         for d in trainer.domains:
             results = trainer.clusters[d]
-            ids = torch.stack([r.assignments[batch[d][1]] for r in results]).to(device)
+            ids = torch.stack([r.assignments[batch[d][1]] for r in results])  # range-checked
             protos = [r.centroids.to(device) for r in results]
             cc = cc + trainer.cc_loss(s_norm[d], t_first[d], ids, protos)
         losses["cc"] = cc

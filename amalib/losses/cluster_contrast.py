@@ -42,8 +42,8 @@ class ClusterContrastLoss(nn.Module):
     With no kept anchor the loss is ``student_features.sum() * 0`` — zero with a gradient path,
     never NaN.
 
-    After each call :attr:`last_stats` holds detached 0-d tensors for logging, on the features'
-    device (reading them as numbers waits for the device, so the training step never does):
+    After each call :attr:`last_stats` holds detached float32 0-d tensors for logging, on the
+    features' device (reading them as numbers waits for the device, so the training step never does):
     ``kept_fraction`` (mean over granularities of the fraction of anchors kept),
     ``kept_fraction_g{g}`` per granularity and ``mean_positives`` (mean number of positives per
     kept anchor, averaged over granularities). :meth:`stats` returns them as floats.
@@ -96,7 +96,9 @@ class ClusterContrastLoss(nn.Module):
                 ``c * B + i`` is crop ``c`` of sample ``i``; crop 0 is the first global crop).
             teacher_features: ``(B, D)`` L2-normalised teacher features of the first global crop.
             cluster_ids: ``(G, B)`` int64 cluster of each sample at each of ``G`` granularities
-                (``(B,)`` is accepted for ``G = 1``).
+                (``(B,)`` is accepted for ``G = 1``). Pass CPU ids (as the trainer does): they
+                are range-checked on the host, then copied to the device without blocking, so do
+                not modify a pinned id buffer in place right after the call.
             prototypes: ``G`` tensors ``(K_g, D)``, the (L2-normalised) centroids.
 
         Returns:
@@ -109,6 +111,10 @@ class ClusterContrastLoss(nn.Module):
         n_gran = cluster_ids.shape[0]
         if len(prototypes) != n_gran:
             raise ValueError(f"got {len(prototypes)} prototype sets for {n_gran} granularities")
+        dim = teacher_features.shape[1]
+        for g, protos in enumerate(prototypes):
+            if protos.ndim != 2 or protos.shape[1] != dim:
+                raise ValueError(f"prototypes[{g}] must be (K, {dim}), got {tuple(protos.shape)}")
         if cluster_ids.device.type == "cpu":
             for g, ids in enumerate(cluster_ids):
                 k = prototypes[g].shape[0]
@@ -149,19 +155,14 @@ class ClusterContrastLoss(nn.Module):
 
             with torch.no_grad():
                 protos = prototypes[g].detach().to(teacher_features)
-                if protos.ndim != 2 or protos.shape[1] != teacher_features.shape[1]:
-                    raise ValueError(
-                        f"prototypes[{g}] must be (K, {teacher_features.shape[1]}), "
-                        f"got {tuple(protos.shape)}"
-                    )
                 probs = F.softmax(teacher_features @ protos.T / self.prototype_temperature, dim=1)
                 own = probs.gather(1, ids[:, None]).squeeze(1)
                 keep = (own > self.confidence_threshold) & (n_pos > 0)
                 kept = keep.to(mean_log_prob_pos.dtype)
-                n_keep = kept.sum()
+                n_keep = keep.sum()  # an exact integer count, also for float16/bfloat16 features
             total = total + (-(kept * mean_log_prob_pos).sum() / n_keep.clamp_min(1))
-            kept_fractions.append(n_keep / batch)
-            mean_positives.append((kept * n_pos).sum() / n_keep.clamp_min(1))
+            kept_fractions.append(n_keep.float() / batch)
+            mean_positives.append((n_pos * keep).sum().float() / n_keep.clamp_min(1))
             stats[f"kept_fraction_g{g}"] = kept_fractions[-1]
         stats["kept_fraction"] = torch.stack(kept_fractions).mean()
         stats["mean_positives"] = torch.stack(mean_positives).mean()

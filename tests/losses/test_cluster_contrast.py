@@ -177,6 +177,8 @@ def test_shape_errors():
         loss_fn(student, teacher, ids[:, :3], protos)
     with pytest.raises(ValueError, match="cluster id"):
         loss_fn(student, teacher, ids + 5, protos)
+    with pytest.raises(ValueError, match=r"prototypes\[0\] must be \(K, 5\)"):
+        loss_fn(student, teacher, ids + 5, [p.T for p in protos])  # blames the prototypes
 
 
 def test_loss_decreases_with_sgd():
@@ -194,3 +196,19 @@ def test_loss_decreases_with_sgd():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_statistics_are_exact_counts_in_half_precision(dtype):
+    # 128 samples x 10 crops in one cluster: every anchor keeps all 9 * 128 = 1152 other crops
+    # as positives; 128 * 1152 = 147,456 would overflow float16 if it were summed in it.
+    batch, n_crops = 128, 10
+    student, teacher, _, protos = random_case(batch, n_crops, 8, (1,), seed=8)
+    ids = torch.zeros(1, batch, dtype=torch.long)
+    loss_fn = ClusterContrastLoss(confidence_threshold=-1.0)
+    loss = loss_fn(student.to(dtype), teacher.to(dtype), ids, [p.to(dtype) for p in protos])
+    want, stats = reference_cluster_contrast(student, teacher, ids, protos, 0.2, 0.2, -1.0)
+    assert loss_fn.stats() == {"kept_fraction_g0": 1.0, "kept_fraction": 1.0,
+                               "mean_positives": 1152.0}
+    assert stats["mean_positives"] == 1152.0
+    assert loss.float().item() == pytest.approx(want, rel=2e-2)
