@@ -9,8 +9,10 @@ backbone's retrieval with labels that no loss ever sees:
   the odd-indexed ones);
 * **unseen** (reported, never used to choose): the test split, the same three.
 
-It also prints the mean pairwise cosine of the unseen sketches' features (1.0 = every sketch on
-one point). With ``--export`` the final teacher is written like ``amalib pretrain --export``.
+Two probes look for what the features encode instead of the class: unseen photo->photo
+retrieval with each photo's *background kind* as the label (gradient, colour noise, patches,
+stripes; :func:`amalib.data.synthetic.photo_background_kinds`; chance about 0.25), and the mean
+pairwise cosine of the unseen sketches' features (1.0 = every sketch on one point). With ``--export`` the final teacher is written like ``amalib pretrain --export``.
 
 ``--conv-stem`` swaps the ViT's patchify projection, in this process only, for 3x3 convolutions
 with batch norm and ReLU (one at stride 1 with 48 channels, then log2(patch) at stride 2 with
@@ -22,6 +24,9 @@ not an amalib architecture, so it cannot be combined with ``--export``.
     python benchmarks/probe_pretraining.py --out runs/pretrain_probe --every 10 \\
         --set data.root=data/mini_pretrain --set data.generate.n_pretrain_classes=110 \\
         --set data.generate.pretrain_photos_per_class=250 --set train.epochs=100
+    # no training: random init against exported backbones
+    python benchmarks/probe_pretraining.py --out runs/probe_only \
+        --backbones amalib/assets/mini_dino_vit.pth runs/pretrain_probe/teacher.pth
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from amalib.engine.features import FeatureSet
 from amalib.engine.state import export_teacher
 from amalib.engine.trainer import Trainer
 from amalib.metrics import evaluate_retrieval
+from amalib.models import load_dino_weights
 
 
 def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:
@@ -49,6 +55,13 @@ def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:
         qv &= q_rows
         gv &= g_rows
     return evaluate_retrieval(q.features[qv], q.labels[qv], g.features[gv], g.labels[gv])["mAP@all"]
+
+
+@functools.cache
+def _background_kinds(root: Path, list_file: str):
+    from amalib.data.synthetic import photo_background_kinds
+
+    return photo_background_kinds(root, list_file)
 
 
 def probe(trainer: Trainer) -> dict:
@@ -71,6 +84,12 @@ def probe(trainer: Trainer) -> dict:
         sketches = f[sk]
         even = torch.arange(len(sketches)) % 2 == 0
         out[f"{name}_s2s"] = _map(sketches, sketches, even, ~even)
+    # A nuisance: unseen photo->photo retrieval with the photo's background kind as the label.
+    kinds = _background_kinds(trainer.root, trainer.spec.photo_test)
+    photos = f["photo_test"]
+    by_kind = FeatureSet(photos.features, photos.valid, torch.from_numpy(kinds))
+    even = torch.arange(len(photos)) % 2 == 0
+    out["unseen_p2p_background"] = _map(by_kind, by_kind, even, ~even)
     sk = f["sketch_test"].features[f["sketch_test"].valid]
     n = len(sk)
     out["sketch_cos"] = float(((sk @ sk.T).sum() - n) / (n * (n - 1)))
@@ -102,6 +121,14 @@ def use_conv_stem() -> None:
     student_teacher.create_vit = functools.partial(create_vit, embed_layer=ConvStemEmbed)
 
 
+def summary(r: dict) -> str:
+    """One line of probe results."""
+    return (f"val s2p {r['val_s2p']:.4f} p2p {r['val_p2p']:.4f} s2s {r['val_s2s']:.4f} | unseen "
+            f"s2p {r['unseen_s2p']:.4f} p2p {r['unseen_p2p']:.4f} s2s {r['unseen_s2s']:.4f} | "
+            f"unseen p2p by background {r['unseen_p2p_background']:.4f} | sketch cos "
+            f"{r['sketch_cos']:.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -113,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export", default=None, help="write the teacher here at the end")
     parser.add_argument("--conv-stem", action="store_true",
                         help="convolutional stem instead of patchify (see above)")
+    parser.add_argument("--backbones", nargs="+", metavar="PATH",
+                        help="no training: probe a random initialisation and these exported "
+                             "backbones (amalib pretrain --export files)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     if args.conv_stem and args.export:
@@ -127,16 +157,20 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "probe.jsonl", "a")
 
-    def report(epoch: int) -> None:
+    def report(epoch: int, label: str | None = None) -> None:
         t0 = time.perf_counter()
-        r = {"epoch": epoch, **probe(trainer)}
+        r = {"epoch": epoch, **({"backbone": label} if label else {}), **probe(trainer)}
         log.write(json.dumps(r) + "\n")
         log.flush()
-        print(f"probe after {epoch:>3} epochs | val s2p {r['val_s2p']:.4f} p2p {r['val_p2p']:.4f}"
-              f" s2s {r['val_s2s']:.4f} | unseen s2p {r['unseen_s2p']:.4f} p2p "
-              f"{r['unseen_p2p']:.4f} s2s {r['unseen_s2s']:.4f} | sketch cos "
-              f"{r['sketch_cos']:.3f} | {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"{label or f'probe after {epoch:>3} epochs'} | {summary(r)} | "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
 
+    if args.backbones:
+        report(0, "random init")
+        for path in args.backbones:
+            load_dino_weights(trainer.student, trainer.teacher, path)
+            report(0, path)
+        return
     report(0)
     log_epoch = trainer._log_epoch
 

@@ -59,6 +59,8 @@ __all__ = [
     "GENERATOR_VERSION",
     "class_name",
     "mini_benchmark_classes",
+    "BACKGROUND_KINDS",
+    "photo_background_kinds",
     "render_photo",
     "render_sketch",
     "generate_mini_benchmark",
@@ -397,7 +399,12 @@ def _blob(rng, cx, cy, r):
     return [(cx + r * a * np.cos(b), cy + r * a * np.sin(b)) for a, b in zip(rad, t)]
 
 
+#: The photo background kinds, in the order of :func:`_background`'s draw.
+BACKGROUND_KINDS = ("gradient", "colour noise", "patches", "stripes")
+
+
 def _background(rng, c):
+    """One random background of side ``c`` and its kind (an index into BACKGROUND_KINDS)."""
     yy = np.arange(c, dtype=np.float32)[:, None] / c
     xx = np.arange(c, dtype=np.float32)[None, :] / c
     kind = int(rng.integers(4))
@@ -423,7 +430,7 @@ def _background(rng, c):
         a, f = rng.uniform(0, np.pi), rng.uniform(2, 7)
         g = 0.5 + 0.5 * np.sin(2 * np.pi * f * (np.cos(a) * xx + np.sin(a) * yy))
         bg = _random_colour(rng) * (1 - g[..., None]) + _random_colour(rng) * g[..., None]
-    return np.ascontiguousarray(bg, dtype=np.float32)
+    return np.ascontiguousarray(bg, dtype=np.float32), kind
 
 
 def _clutter(img: Image.Image, rng, c, n):
@@ -439,13 +446,17 @@ def _clutter(img: Image.Image, rng, c, n):
             d.line([(x, y), (x2, y2)], fill=col, width=max(1, int(rng.uniform(0.01, 0.04) * c)))
 
 
-def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:
+def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64, *,
+                 info: dict | None = None) -> Image.Image:
     """Render one photo of ``class_name`` (``"<body>_<part>"``) with the given generator.
 
     Args:
         class_name: A grammar class, e.g. ``"circle_legs"``.
         rng: The instance's random generator (every free parameter is drawn from it).
         image_size: Side of the square RGB output.
+        info: If given, ``info["background"]`` is set to the background kind (an index into
+            :data:`BACKGROUND_KINDS`), a nuisance factor for probing features. The image is the
+            same either way.
 
     Returns:
         An ``image_size × image_size`` RGB :class:`PIL.Image.Image`.
@@ -454,7 +465,10 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
     ss = 2
     c = image_size * ss
     layers = _object(body, part, rng)
-    bg = Image.fromarray(_background(rng, c).astype(np.uint8))
+    bg, kind = _background(rng, c)
+    if info is not None:
+        info["background"] = kind
+    bg = Image.fromarray(bg.astype(np.uint8))
     _clutter(bg, rng, c, int(rng.integers(0, 4)))
     size = _place(layers, rng, c, (0.5, 0.8), rot_deg=25, offset=0.8)
 
@@ -854,6 +868,54 @@ def ensure_mini_benchmark(root="data/mini", **params) -> Path:
         log.info("reusing mini-benchmark at %s", root)
         return root
     return generate_mini_benchmark(root, **full)
+
+
+def photo_background_kinds(root, list_file: str) -> np.ndarray:
+    """Background kind of every photo in one list of a generated mini-benchmark, in list order.
+
+    The kind is not stored with the images: each photo is rendered again from its own random
+    generator (the same draws as when it was written), which costs a few milliseconds per photo.
+    For probing what features encode besides the class (:data:`BACKGROUND_KINDS`).
+
+    Args:
+        root: A tree written by :func:`generate_mini_benchmark` (its ``manifest.json`` gives the
+            seed, the image size and the class splits).
+        list_file: A photo list relative to ``root``, e.g. ``"zeroshot/photo_filelist_zero.txt"``
+            or ``"pretrain/photo_filelist.txt"``.
+
+    Returns:
+        ``(N,)`` int64 kinds.
+
+    Raises:
+        FileNotFoundError: ``root`` has no manifest (not a generated mini-benchmark).
+        ValueError: ``list_file`` lists sketches, or the tree is from another generator version.
+    """
+    from amalib.data.benchmarks import read_file_list
+
+    root = Path(root)
+    manifest = _read_manifest(root)
+    if manifest is None:
+        raise FileNotFoundError(f"{root / 'manifest.json'} not found: background kinds can only "
+                                "be recovered for a tree written by generate_mini_benchmark")
+    if manifest.get("version") != GENERATOR_VERSION:
+        raise ValueError(f"{root} was written by generator version {manifest.get('version')}, "
+                         f"this is version {GENERATOR_VERSION}: regenerate it (ensure_mini_benchmark)")
+    p = manifest["params"]
+    classes = mini_benchmark_classes(p["n_seen"], p["n_unseen"], p["n_pretrain_classes"])
+    index = {n: k for k, n in enumerate(classes["seen"] + classes["unseen"] + classes["pretrain"])}
+    kinds = []
+    for rel, _ in read_file_list(root / list_file):
+        parts = Path(rel).parts
+        if parts[0] == "sketch":
+            raise ValueError(f"{list_file} lists sketches; background kinds exist for photos only")
+        domain = "pretrain_photo" if parts[0] == "pretrain" else "photo"
+        name = parts[-2]
+        image_index = int(Path(rel).stem.rsplit("_", 1)[1])
+        info: dict = {}
+        render_photo(name, _instance_rng(p["seed"], domain, index[name], image_index),
+                     p["image_size"], info=info)
+        kinds.append(info["background"])
+    return np.asarray(kinds, dtype=np.int64)
 
 
 def plot_mini_benchmark(root="data/mini", n_classes: int = 6, per_class: int = 3, seed: int = 0):

@@ -203,3 +203,51 @@ def test_generated_tree_passes_the_benchmark_check_and_loads(tiny_tree):
     assert len(pre) == 2 * 2 and len(pre[3]) == 2
     with pytest.raises(ValueError, match="no pretraining"):
         build_pretrain_set(tiny_tree, get_benchmark("sketchy21"), None)
+
+
+def test_render_photo_reports_its_background_kind_without_changing_the_image():
+    seen_kinds = set()
+    for k in range(40):
+        plain = np.asarray(render_photo("star_legs", np.random.default_rng(k), 32))
+        info: dict = {}
+        probed = np.asarray(render_photo("star_legs", np.random.default_rng(k), 32, info=info))
+        assert np.array_equal(plain, probed)
+        assert info["background"] in range(len(synthetic.BACKGROUND_KINDS))
+        seen_kinds.add(info["background"])
+    assert seen_kinds == set(range(len(synthetic.BACKGROUND_KINDS)))
+
+
+@pytest.mark.parametrize("list_file", ["zeroshot/photo_filelist_zero.txt",
+                                       "pretrain/photo_filelist.txt"])
+def test_photo_background_kinds_re_render_the_listed_photos(tiny_tree, list_file):
+    kinds = synthetic.photo_background_kinds(tiny_tree, list_file)
+    rows = _read_pairs(tiny_tree / list_file)
+    assert kinds.dtype == np.int64 and kinds.shape == (len(rows),)
+    classes = mini_benchmark_classes(TINY["n_seen"], TINY["n_unseen"], TINY["n_pretrain_classes"])
+    order = classes["seen"] + classes["unseen"] + classes["pretrain"]
+    domain = "pretrain_photo" if list_file.startswith("pretrain") else "photo"
+    on_disk = np.stack([np.asarray(Image.open(tiny_tree / rel).convert("RGB"), np.float32)
+                        for rel, _ in rows])
+    for i, ((rel, _), kind) in enumerate(zip(rows, kinds)):
+        name, j = Path(rel).parent.name, int(Path(rel).stem.rsplit("_", 1)[1])
+        info: dict = {}
+        rng = np.random.default_rng([TINY["seed"], synthetic._DOMAIN_CODE[domain],
+                                     order.index(name), j])
+        again = np.asarray(render_photo(name, rng, TINY["image_size"], info=info), np.float32)
+        # The same photo, up to JPEG: much closer to its own file than to any other listed one.
+        distances = np.abs(on_disk - again).mean(axis=(1, 2, 3))
+        assert distances.argmin() == i and distances[i] < 12
+        assert kind == info["background"]
+
+
+def test_photo_background_kinds_errors(tiny_tree, tmp_path):
+    with pytest.raises(ValueError, match="sketches"):
+        synthetic.photo_background_kinds(tiny_tree, "zeroshot/sketch_filelist_zero.txt")
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        synthetic.photo_background_kinds(tmp_path, "zeroshot/photo_filelist_zero.txt")
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = json.loads((tiny_tree / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(ValueError, match="version 1"):
+        synthetic.photo_background_kinds(old, "zeroshot/photo_filelist_zero.txt")
