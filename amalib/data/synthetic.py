@@ -130,6 +130,11 @@ def mini_benchmark_classes(n_seen: int = 30, n_unseen: int = 10, n_pretrain: int
     }
 
 
+def _class_indices(classes: dict) -> dict[str, int]:
+    """Each class's index in the per-image seeds (seen, then unseen, then pretrain order)."""
+    return {n: k for k, n in enumerate(classes["seen"] + classes["unseen"] + classes["pretrain"])}
+
+
 # --------------------------------------------------------------------------------------------
 # Geometry: an object is an ordered list of layers (polygons in object coordinates, y down)
 # --------------------------------------------------------------------------------------------
@@ -768,9 +773,7 @@ def generate_mini_benchmark(
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         tasks, lists = [], {}
-        index = {
-            n: k for k, n in enumerate(classes["seen"] + classes["unseen"] + classes["pretrain"])
-        }
+        index = _class_indices(classes)
 
         def add(list_name, domain, folder, names, per_class, ext):
             ids = {n: i for i, n in enumerate(sorted(names))}
@@ -902,7 +905,7 @@ def photo_background_kinds(root, list_file: str) -> np.ndarray:
                          f"this is version {GENERATOR_VERSION}: regenerate it (ensure_mini_benchmark)")
     p = manifest["params"]
     classes = mini_benchmark_classes(p["n_seen"], p["n_unseen"], p["n_pretrain_classes"])
-    index = {n: k for k, n in enumerate(classes["seen"] + classes["unseen"] + classes["pretrain"])}
+    index = _class_indices(classes)
     kinds = []
     for rel, _ in read_file_list(root / list_file):
         parts = Path(rel).parts
