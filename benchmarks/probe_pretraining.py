@@ -12,7 +12,8 @@ backbone's retrieval with labels that no loss ever sees:
 Two probes look for what the features encode instead of the class: unseen photo->photo
 retrieval with each photo's *background kind* as the label (gradient, colour noise, patches,
 stripes; :func:`amalib.data.synthetic.photo_background_kinds`; chance about 0.25), and the mean
-pairwise cosine of the unseen sketches' features (1.0 = every sketch on one point). With ``--export`` the final teacher is written like ``amalib pretrain --export``.
+pairwise cosine of the unseen sketches' features (1.0 = every sketch on one point). With
+``--export`` the final teacher is written like ``amalib pretrain --export``.
 
 ``--conv-stem`` swaps the ViT's patchify projection, in this process only, for 3x3 convolutions
 with batch norm and ReLU (one at stride 1 with 48 channels, then log2(patch) at stride 2 with
@@ -25,7 +26,7 @@ not an amalib architecture, so it cannot be combined with ``--export``.
         --set data.root=data/mini_pretrain --set data.generate.n_pretrain_classes=110 \\
         --set data.generate.pretrain_photos_per_class=250 --set train.epochs=100
     # no training: random init against exported backbones
-    python benchmarks/probe_pretraining.py --out runs/probe_only \
+    python benchmarks/probe_pretraining.py --out runs/probe_only \\
         --backbones amalib/assets/mini_dino_vit.pth runs/pretrain_probe/teacher.pth
 """
 
@@ -41,6 +42,7 @@ from pathlib import Path
 import torch
 
 from amalib.data.benchmarks import read_file_list
+from amalib.data.synthetic import photo_background_kinds
 from amalib.engine.config import load_config
 from amalib.engine.features import FeatureSet
 from amalib.engine.state import export_teacher
@@ -57,11 +59,14 @@ def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:
     return evaluate_retrieval(q.features[qv], q.labels[qv], g.features[gv], g.labels[gv])["mAP@all"]
 
 
-@functools.cache
-def _background_kinds(root: Path, list_file: str):
-    from amalib.data.synthetic import photo_background_kinds
+def _within(features: FeatureSet) -> float:
+    """mAP@all inside one set: the even-indexed images query the odd-indexed ones."""
+    even = torch.arange(len(features)) % 2 == 0
+    return _map(features, features, even, ~even)
 
-    return photo_background_kinds(root, list_file)
+
+# Re-rendering the photos to recover their backgrounds takes seconds: once per process.
+_background_kinds = functools.cache(photo_background_kinds)
 
 
 def probe(trainer: Trainer) -> dict:
@@ -77,19 +82,14 @@ def probe(trainer: Trainer) -> dict:
     out = {}
     for name, (sk, ph) in {"val": ("sketch_train", "photo_train"),
                            "unseen": ("sketch_test", "photo_test")}.items():
-        photos = f[ph]
-        even = torch.arange(len(photos)) % 2 == 0
-        out[f"{name}_s2p"] = _map(f[sk], photos)
-        out[f"{name}_p2p"] = _map(photos, photos, even, ~even)
-        sketches = f[sk]
-        even = torch.arange(len(sketches)) % 2 == 0
-        out[f"{name}_s2s"] = _map(sketches, sketches, even, ~even)
+        out[f"{name}_s2p"] = _map(f[sk], f[ph])
+        out[f"{name}_p2p"] = _within(f[ph])
+        out[f"{name}_s2s"] = _within(f[sk])
     # A nuisance: unseen photo->photo retrieval with the photo's background kind as the label.
     kinds = _background_kinds(trainer.root, trainer.spec.photo_test)
     photos = f["photo_test"]
-    by_kind = FeatureSet(photos.features, photos.valid, torch.from_numpy(kinds))
-    even = torch.arange(len(photos)) % 2 == 0
-    out["unseen_p2p_background"] = _map(by_kind, by_kind, even, ~even)
+    out["unseen_p2p_background"] = _within(
+        FeatureSet(photos.features, photos.valid, torch.from_numpy(kinds)))
     sk = f["sketch_test"].features[f["sketch_test"].valid]
     n = len(sk)
     out["sketch_cos"] = float(((sk @ sk.T).sum() - n) / (n * (n - 1)))
@@ -111,7 +111,7 @@ def use_conv_stem() -> None:
             if patch & (patch - 1):
                 raise ValueError(f"--conv-stem needs a power-of-two patch size, got {patch}")
             layers, c = [], 3
-            for i in range(1 + int(math.log2(self.patch_size[0]))):
+            for i in range(1 + int(math.log2(patch))):
                 c_out = min(48 * 2**i, 192)
                 layers += [nn.Conv2d(c, c_out, 3, 1 if i == 0 else 2, 1, bias=False),
                            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
