@@ -19,7 +19,9 @@ The two domains draw the same geometry independently (there is no pairing):
 
 * **photos** — filled objects with random colours (independent of the class), two-tone parts,
   directional and rim shading, stripes / spots / noise textures, over gradient, smooth-noise,
-  patchy or striped backgrounds with clutter and, sometimes, an occluder in front; JPEG;
+  patchy or striped backgrounds with clutter and, sometimes, an occluder in front; JPEG.
+  ``photo_style="calm"`` tones the backgrounds down, draws less clutter and fewer occluders and
+  makes the objects larger (see :func:`render_photo`);
 * **sketches** — black strokes on white paper: outlines only (hidden lines removed), wobbly
   strokes with over- and under-shooting ends, a slightly distorted hand, varying stroke width,
   stick-like parts drawn as single lines, occasionally a missing part or a retraced stroke; PNG.
@@ -60,6 +62,7 @@ __all__ = [
     "class_name",
     "mini_benchmark_classes",
     "BACKGROUND_KINDS",
+    "PHOTO_STYLES",
     "photo_background_kinds",
     "render_photo",
     "render_sketch",
@@ -404,6 +407,9 @@ def _blob(rng, cx, cy, r):
     return [(cx + r * a * np.cos(b), cy + r * a * np.sin(b)) for a, b in zip(rad, t)]
 
 
+#: Photo styles of :func:`render_photo` (``generate_mini_benchmark(photo_style=...)``).
+PHOTO_STYLES = ("busy", "calm")
+
 #: The photo background kinds, in the order of :func:`_background`'s draw.
 BACKGROUND_KINDS = ("gradient", "colour noise", "patches", "stripes")
 
@@ -452,13 +458,17 @@ def _clutter(img: Image.Image, rng, c, n):
 
 
 def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64, *,
-                 info: dict | None = None) -> Image.Image:
+                 style: str = "busy", info: dict | None = None) -> Image.Image:
     """Render one photo of ``class_name`` (``"<body>_<part>"``) with the given generator.
 
     Args:
         class_name: A grammar class, e.g. ``"circle_legs"``.
         rng: The instance's random generator (every free parameter is drawn from it).
         image_size: Side of the square RGB output.
+        style: One of :data:`PHOTO_STYLES`. ``"busy"`` (the default benchmark): full-contrast
+            backgrounds, up to three clutter items, objects 50-80 % of the image, an occluder in
+            30 % of the photos. ``"calm"``: the background's contrast cut to 15-40 %, clutter in
+            30 % of the photos (one item), objects 60-90 %, occluders in 10 %.
         info: If given, ``info["background"]`` is set to the background kind (an index into
             :data:`BACKGROUND_KINDS`), a nuisance factor for probing features. The image is the
             same either way.
@@ -466,6 +476,8 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
     Returns:
         An ``image_size × image_size`` RGB :class:`PIL.Image.Image`.
     """
+    if style not in PHOTO_STYLES:
+        raise ValueError(f"unknown photo style {style!r}; choose one of {PHOTO_STYLES}")
     body, part = class_name.split("_", 1)
     ss = 2
     c = image_size * ss
@@ -473,9 +485,17 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
     bg, kind = _background(rng, c)
     if info is not None:
         info["background"] = kind
-    bg = Image.fromarray(bg.astype(np.uint8))
-    _clutter(bg, rng, c, int(rng.integers(0, 4)))
-    size = _place(layers, rng, c, (0.5, 0.8), rot_deg=25, offset=0.8)
+    if style == "calm":
+        # The backdrop pulled towards its mean colour, little clutter, a larger object: the
+        # object's shape is the most salient content of a crop, as in object-centric photos.
+        mean = bg.mean((0, 1), keepdims=True)
+        bg = mean + rng.uniform(0.15, 0.4) * (bg - mean)
+        n_clutter, size_range, offset, p_occluder = int(rng.random() < 0.3), (0.6, 0.9), 0.5, 0.1
+    else:
+        n_clutter, size_range, offset, p_occluder = int(rng.integers(0, 4)), (0.5, 0.8), 0.8, 0.3
+    bg = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    _clutter(bg, rng, c, n_clutter)
+    size = _place(layers, rng, c, size_range, rot_deg=25, offset=offset)
 
     label = Image.new("L", (c, c), 0)
     d = ImageDraw.Draw(label)
@@ -529,7 +549,7 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
     out = np.where(mask[..., None], obj, bg_arr)
     img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
-    if rng.random() < 0.3:  # an occluder in front, near the object's outline
+    if rng.random() < p_occluder:  # an occluder in front, near the object's outline
         solid = np.concatenate([lay.poly for lay in layers if not lay.hole])
         p = solid[int(rng.integers(len(solid)))]
         col = tuple(int(v) for v in _random_colour(rng))
@@ -684,14 +704,15 @@ def _instance_rng(seed, domain, class_index, image_index):
 
 
 def _render_chunk(args):
-    seed, image_size, out_root, tasks = args
+    seed, image_size, photo_style, out_root, tasks = args
     for domain, class_index, name, image_index, rel in tasks:
         rng = _instance_rng(seed, domain, class_index, image_index)
         path = Path(out_root) / rel
         if domain == "sketch":
             render_sketch(name, rng, image_size).save(path, format="PNG", optimize=False)
         else:
-            render_photo(name, rng, image_size).save(path, format="JPEG", quality=_JPEG_QUALITY)
+            render_photo(name, rng, image_size, style=photo_style).save(
+                path, format="JPEG", quality=_JPEG_QUALITY)
     return len(tasks)
 
 
@@ -701,7 +722,7 @@ def _params(**kw) -> dict:
         "test_sketches_per_class", "test_photos_per_class", "n_pretrain_classes",
         "pretrain_photos_per_class",
     )  # fmt: skip
-    return {k: int(kw[k]) for k in keys}
+    return {**{k: int(kw[k]) for k in keys}, "photo_style": str(kw["photo_style"])}
 
 
 def _write_lines(path: Path, lines):
@@ -729,6 +750,7 @@ def generate_mini_benchmark(
     test_photos_per_class: int = 60,
     n_pretrain_classes: int = 20,
     pretrain_photos_per_class: int = 100,
+    photo_style: str = "busy",
     workers: int = 2,
 ) -> Path:
     """Generate the embedded mini-benchmark under ``root`` (see the module docstring for layout).
@@ -752,6 +774,8 @@ def generate_mini_benchmark(
         test_photos_per_class: Gallery photos per unseen class.
         n_pretrain_classes: Extra photo-only classes for pretraining, disjoint from both.
         pretrain_photos_per_class: Photos per pretraining class.
+        photo_style: How cluttered the photos are, one of :data:`PHOTO_STYLES` (see
+            :func:`render_photo`); the sketches do not depend on it.
         workers: Processes used for rendering (``<= 1``: in this process).
 
     Returns:
@@ -761,6 +785,8 @@ def generate_mini_benchmark(
     params = _params(**{k: v for k, v in locals().items() if k not in ("root", "workers")})
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
+    if photo_style not in PHOTO_STYLES:
+        raise ValueError(f"unknown photo_style {photo_style!r}; choose one of {PHOTO_STYLES}")
     classes = mini_benchmark_classes(n_seen, n_unseen, n_pretrain_classes)
     if root.exists() and any(root.iterdir()):
         manifest = _read_manifest(root)
@@ -799,7 +825,8 @@ def generate_mini_benchmark(
                       classes["pretrain"], pretrain_photos_per_class, "jpg")  # fmt: skip
 
         n_chunks = max(1, min(len(tasks), 8 * max(workers, 1)))
-        chunks = [(seed, image_size, str(tmp), tasks[i::n_chunks]) for i in range(n_chunks)]
+        chunks = [(seed, image_size, photo_style, str(tmp), tasks[i::n_chunks])
+                  for i in range(n_chunks)]
         if workers <= 1:
             for ch in chunks:
                 _render_chunk(ch)
@@ -916,7 +943,7 @@ def photo_background_kinds(root, list_file: str) -> np.ndarray:
         image_index = int(Path(rel).stem.rsplit("_", 1)[1])
         info: dict = {}
         render_photo(name, _instance_rng(p["seed"], domain, index[name], image_index),
-                     p["image_size"], info=info)
+                     p["image_size"], style=p.get("photo_style", "busy"), info=info)
         kinds.append(info["background"])
     return np.asarray(kinds, dtype=np.int64)
 

@@ -192,7 +192,10 @@ class Trainer:
             from amalib.data.synthetic import ensure_mini_benchmark
 
             if du.is_main_process():
-                ensure_mini_benchmark(root, **dcfg["generate"])
+                try:
+                    ensure_mini_benchmark(root, **dcfg["generate"])
+                except (TypeError, ValueError) as err:  # a bad data.generate parameter
+                    raise ConfigError(f"data.generate: {err}") from err
             du.barrier()
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))

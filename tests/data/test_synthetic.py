@@ -251,3 +251,70 @@ def test_photo_background_kinds_errors(tiny_tree, tmp_path):
     (old / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
     with pytest.raises(ValueError, match="version 1"):
         synthetic.photo_background_kinds(old, "zeroshot/photo_filelist_zero.txt")
+
+
+@pytest.fixture(scope="module")
+def calm_tree(tmp_path_factory):
+    return generate_mini_benchmark(tmp_path_factory.mktemp("mini") / "calm", workers=1,
+                                   photo_style="calm", **TINY)
+
+
+def test_calm_style_changes_only_the_photos(tiny_tree, calm_tree):
+    busy, calm = _tree_digest(tiny_tree), _tree_digest(calm_tree)
+    assert set(busy) == set(calm)
+    for rel in busy:
+        if rel.endswith(".png"):  # sketches do not depend on the photo style
+            assert busy[rel] == calm[rel], rel
+        elif rel.endswith(".jpg"):
+            assert busy[rel] != calm[rel], rel
+    manifest = json.loads((calm_tree / "manifest.json").read_text())
+    assert manifest["params"]["photo_style"] == "calm"
+    assert json.loads((tiny_tree / "manifest.json").read_text())["params"]["photo_style"] == "busy"
+
+
+def test_calm_photos_have_quieter_backgrounds():
+    def frame_std(img):  # the 4-pixel frame of a 64 px photo is mostly background
+        a = np.asarray(img, np.float32)
+        frame = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3),
+                                a[4:-4, :4].reshape(-1, 3), a[4:-4, -4:].reshape(-1, 3)])
+        return frame.std(0).mean()
+
+    busy, calm = [], []
+    for k in range(30):
+        name = class_name(k)
+        busy.append(frame_std(render_photo(name, np.random.default_rng(k), 64)))
+        calm.append(frame_std(render_photo(name, np.random.default_rng(k), 64, style="calm")))
+    assert np.median(calm) < 0.6 * np.median(busy)
+
+
+def test_unknown_photo_style_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="calm"):
+        render_photo("star_legs", np.random.default_rng(0), 32, style="noisy")
+    with pytest.raises(ValueError, match="photo_style"):
+        generate_mini_benchmark(tmp_path / "m", workers=1, photo_style="noisy", **TINY)
+    assert not (tmp_path / "m").exists()
+
+
+def test_ensure_regenerates_when_the_photo_style_changes(tmp_path):
+    root = tmp_path / "mini"
+    ensure_mini_benchmark(root, workers=1, **TINY)
+    (root / "marker.txt").write_text("busy tree")
+    ensure_mini_benchmark(root, workers=1, photo_style="calm", **TINY)
+    assert not (root / "marker.txt").exists()
+    assert json.loads((root / "manifest.json").read_text())["params"]["photo_style"] == "calm"
+
+
+def test_photo_background_kinds_follow_the_trees_photo_style(calm_tree):
+    rel_list = "zeroshot/photo_filelist_zero.txt"
+    kinds = synthetic.photo_background_kinds(calm_tree, rel_list)
+    classes = mini_benchmark_classes(TINY["n_seen"], TINY["n_unseen"], TINY["n_pretrain_classes"])
+    order = classes["seen"] + classes["unseen"] + classes["pretrain"]
+    for (rel, _), kind in zip(_read_pairs(calm_tree / rel_list), kinds):
+        name, j = Path(rel).parent.name, int(Path(rel).stem.rsplit("_", 1)[1])
+        rng = np.random.default_rng([TINY["seed"], synthetic._DOMAIN_CODE["photo"],
+                                     order.index(name), j])
+        info: dict = {}
+        again = np.asarray(render_photo(name, rng, TINY["image_size"], style="calm", info=info),
+                           np.float32)
+        on_disk = np.asarray(Image.open(calm_tree / rel).convert("RGB"), np.float32)
+        assert np.abs(on_disk - again).mean() < 12 and kind == info["background"]

@@ -33,6 +33,14 @@ def test_missing_checkpoint(capsys, tmp_path):
     assert code == 2 and "checkpoint not found" in err and "none.pth" in err
 
 
+def test_bad_generator_parameter_names_the_choices(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path / "run"),
+                        "--set", f"data.root={tmp_path / 'mini'}",
+                        "--set", "data.generate.photo_style=noisy")
+    assert code == 2 and "data.generate" in err and "'calm'" in err
+    assert "Traceback" not in err and not (tmp_path / "mini").exists()
+
+
 def test_unknown_benchmark(capsys, tmp_path):
     code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path),
                         "--set", "benchmark=sketchy3")
