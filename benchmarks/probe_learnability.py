@@ -15,6 +15,8 @@ genuine baseline on a CPU budget. Backbones:
 * ``cnn``: four 3x3 conv + batch-norm + ReLU blocks, global average pooling (192-d).
 
     python benchmarks/probe_learnability.py --steps 300 --every 100 --models vit cnn
+    # the calmer photos (generator option photo_style="calm"), in their own tree
+    python benchmarks/probe_learnability.py --data-root data/mini_calm --photo-style calm
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 
 from amalib.data.benchmarks import read_file_list, resolve_benchmark
 from amalib.data.datasets import build_eval_sets, load_rgb
-from amalib.data.synthetic import ensure_mini_benchmark
+from amalib.data.synthetic import PHOTO_STYLES, ensure_mini_benchmark
 from amalib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from amalib.engine.features import extract_features
 from amalib.metrics import evaluate_retrieval
@@ -68,6 +70,8 @@ def evaluate(model: nn.Module, eval_sets: dict) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="data/mini")
+    parser.add_argument("--photo-style", default="busy", choices=PHOTO_STYLES,
+                        help="generate the benchmark with this photo style (see render_photo)")
     parser.add_argument("--models", nargs="+", default=["vit", "vit-convstem", "cnn"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=100)
@@ -76,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    root = ensure_mini_benchmark(args.data_root)
+    root = ensure_mini_benchmark(args.data_root, photo_style=args.photo_style)
     spec = resolve_benchmark(root, "mini")
     items = read_file_list(root / spec.pretrain_photos)
     images = [load_rgb(root / path) for path, _ in items]
