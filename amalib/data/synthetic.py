@@ -68,6 +68,7 @@ __all__ = [
     "render_sketch",
     "generate_mini_benchmark",
     "ensure_mini_benchmark",
+    "check_mini_benchmark_params",
     "plot_mini_benchmark",
 ]
 
@@ -468,7 +469,8 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
         style: One of :data:`PHOTO_STYLES`. ``"busy"`` (the default benchmark): full-contrast
             backgrounds, up to three clutter items, objects 50-80 % of the image, an occluder in
             30 % of the photos. ``"calm"``: the background's contrast cut to 15-40 %, clutter in
-            30 % of the photos (one item), objects 60-90 %, occluders in 10 %.
+            30 % of the photos (one item), objects 60-90 % placed closer to the centre, occluders
+            in 10 %. The background kind is drawn first and does not depend on the style.
         info: If given, ``info["background"]`` is set to the background kind (an index into
             :data:`BACKGROUND_KINDS`), a nuisance factor for probing features. The image is the
             same either way.
@@ -716,13 +718,56 @@ def _render_chunk(args):
     return len(tasks)
 
 
+_INT_PARAMS = (
+    "seed", "image_size", "n_seen", "n_unseen", "sketches_per_class", "photos_per_class",
+    "test_sketches_per_class", "test_photos_per_class", "n_pretrain_classes",
+    "pretrain_photos_per_class",
+)  # fmt: skip
+
+
+def check_mini_benchmark_params(**params) -> dict:
+    """Check parameters of :func:`generate_mini_benchmark` before anything is rendered.
+
+    Args:
+        **params: Keyword arguments of :func:`generate_mini_benchmark` (``root`` excluded);
+            missing ones take their defaults.
+
+    Returns:
+        All parameters, ``workers`` included, with integers as ``int``.
+
+    Raises:
+        TypeError: An unknown parameter name.
+        ValueError: A bad value; the message names the parameter.
+    """
+    import inspect
+
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(generate_mini_benchmark).parameters.items()
+        if k != "root"
+    }
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown mini-benchmark parameters: {sorted(unknown)}; valid: "
+                        f"{sorted(defaults)}")
+    full = {**defaults, **params}
+    for k in (*_INT_PARAMS, "workers"):
+        try:
+            full[k] = int(full[k])
+        except (TypeError, ValueError):
+            raise ValueError(f"{k} must be an integer, got {full[k]!r}") from None
+    if full["image_size"] < 16:
+        raise ValueError(f"image_size must be >= 16, got {full['image_size']}")
+    if full["photo_style"] not in PHOTO_STYLES:
+        raise ValueError(f"unknown photo_style {full['photo_style']!r}; choose one of "
+                         f"{PHOTO_STYLES}")
+    mini_benchmark_classes(full["n_seen"], full["n_unseen"], full["n_pretrain_classes"])
+    return full
+
+
 def _params(**kw) -> dict:
-    keys = (
-        "seed", "image_size", "n_seen", "n_unseen", "sketches_per_class", "photos_per_class",
-        "test_sketches_per_class", "test_photos_per_class", "n_pretrain_classes",
-        "pretrain_photos_per_class",
-    )  # fmt: skip
-    return {**{k: int(kw[k]) for k in keys}, "photo_style": str(kw["photo_style"])}
+    """The parameters that fix the output (recorded in the manifest)."""
+    return {**{k: int(kw[k]) for k in _INT_PARAMS}, "photo_style": str(kw["photo_style"])}
 
 
 def _write_lines(path: Path, lines):
@@ -782,11 +827,13 @@ def generate_mini_benchmark(
         ``Path(root)``.
     """
     root = Path(root)
-    params = _params(**{k: v for k, v in locals().items() if k not in ("root", "workers")})
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
-    if photo_style not in PHOTO_STYLES:
-        raise ValueError(f"unknown photo_style {photo_style!r}; choose one of {PHOTO_STYLES}")
+    checked = check_mini_benchmark_params(
+        **{k: v for k, v in locals().items() if k not in ("root", "workers")})
+    params = _params(**checked)
+    (seed, image_size, n_seen, n_unseen, sketches_per_class, photos_per_class,
+     test_sketches_per_class, test_photos_per_class, n_pretrain_classes,
+     pretrain_photos_per_class) = (checked[k] for k in _INT_PARAMS)
+    photo_style = checked["photo_style"]
     classes = mini_benchmark_classes(n_seen, n_unseen, n_pretrain_classes)
     if root.exists() and any(root.iterdir()):
         manifest = _read_manifest(root)
@@ -878,15 +925,7 @@ def ensure_mini_benchmark(root="data/mini", **params) -> Path:
         **params: Keyword arguments of :func:`generate_mini_benchmark`.
     """
     root = Path(root)
-    defaults = {
-        k: v.default
-        for k, v in __import__("inspect").signature(generate_mini_benchmark).parameters.items()
-        if k != "root"
-    }
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise TypeError(f"unknown mini-benchmark parameters: {sorted(unknown)}")
-    full = {**defaults, **params}
+    full = check_mini_benchmark_params(**params)
     wanted = _params(**full)
     manifest = _read_manifest(root)
     if (

@@ -189,13 +189,14 @@ class Trainer:
             )
         root = Path(dcfg["root"])
         if dcfg.get("generate"):
-            from amalib.data.synthetic import ensure_mini_benchmark
+            from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
 
+            try:
+                params = check_mini_benchmark_params(**dcfg["generate"])
+            except (TypeError, ValueError) as err:  # a bad data.generate parameter
+                raise ConfigError(f"data.generate: {err}") from err
             if du.is_main_process():
-                try:
-                    ensure_mini_benchmark(root, **dcfg["generate"])
-                except (TypeError, ValueError) as err:  # a bad data.generate parameter
-                    raise ConfigError(f"data.generate: {err}") from err
+                ensure_mini_benchmark(root, **params)
             du.barrier()
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
