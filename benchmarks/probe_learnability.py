@@ -15,7 +15,8 @@ genuine baseline on a CPU budget. Backbones:
 * ``cnn``: four 3x3 conv + batch-norm + ReLU blocks, global average pooling (192-d).
 
     python benchmarks/probe_learnability.py --steps 300 --every 100 --models vit cnn
-    # the calmer photos (generator option photo_style="calm"), in their own tree
+    # the calmer photos (generator option photo_style="calm"), in a tree of their own: a root
+    # generated with other parameters would be regenerated in place
     python benchmarks/probe_learnability.py --data-root data/mini_calm --photo-style calm
 """
 
