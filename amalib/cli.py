@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (ConfigError, FileNotFoundError, NotADirectoryError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingDivergedError as err:

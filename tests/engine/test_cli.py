@@ -41,6 +41,16 @@ def test_bad_generator_parameter_names_the_choices(capsys, tmp_path):
     assert "Traceback" not in err and not (tmp_path / "mini").exists()
 
 
+def test_data_root_holding_other_files_is_refused_not_overwritten(capsys, tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path / "run"),
+                        "--set", f"data.root={root}")
+    assert code == 2 and "refusing to overwrite" in err and str(root) in err
+    assert "Traceback" not in err and (root / "notes.txt").read_text() == "keep me"
+
+
 def test_unknown_benchmark(capsys, tmp_path):
     code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path),
                         "--set", "benchmark=sketchy3")
