@@ -19,7 +19,9 @@ pairwise cosine of the unseen sketches' features (1.0 = every sketch on one poin
 with batch norm and ReLU (one at stride 1 with 48 channels, then log2(patch) at stride 2 with
 96, 192, 192, ... channels) and a 1x1 projection to the ViT width: the ``vit-convstem`` of
 ``probe_learnability.py`` with one more full-resolution layer in front. It is an experiment,
-not an amalib architecture, so it cannot be combined with ``--export``.
+not an amalib architecture, so it cannot be combined with ``--export``. ``--bn-head`` puts batch
+norm after each hidden layer of the DINO head's MLP (DINO's ``--use_bn_in_head``), also in this
+process only; the teacher copies the student's batch-norm statistics at every EMA step.
 
     # on a GPU: 110 pretraining classes x 250 photos, 100 epochs
     python benchmarks/probe_pretraining.py --out runs/pretrain_probe --every 10 \\
@@ -121,6 +123,14 @@ def use_conv_stem() -> None:
     student_teacher.create_vit = functools.partial(create_vit, embed_layer=ConvStemEmbed)
 
 
+def use_bn_head() -> None:
+    """Make :func:`amalib.models.build_student_teacher` put batch norm in the head's MLP."""
+    import amalib.models.student_teacher as student_teacher
+
+    student_teacher.DINOProjectionHead = functools.partial(
+        student_teacher.DINOProjectionHead, use_bn=True)
+
+
 def summary(r: dict) -> str:
     """One line of probe results."""
     return (f"val s2p {r['val_s2p']:.4f} p2p {r['val_p2p']:.4f} s2s {r['val_s2s']:.4f} | unseen "
@@ -140,16 +150,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export", default=None, help="write the teacher here at the end")
     parser.add_argument("--conv-stem", action="store_true",
                         help="convolutional stem instead of patchify (see above)")
+    parser.add_argument("--bn-head", action="store_true",
+                        help="batch norm in the DINO head's MLP (see above)")
     parser.add_argument("--backbones", nargs="+", metavar="PATH",
                         help="no training: probe a random initialisation and these exported "
                              "backbones (amalib pretrain --export files)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    if args.conv_stem and args.export:
-        parser.error("--conv-stem builds an experimental backbone that amalib cannot load; "
-                     "drop --export")
+    for flag in ("conv_stem", "bn_head"):
+        if getattr(args, flag) and args.export:
+            parser.error(f"--{flag.replace('_', '-')} builds an experimental model that amalib "
+                         "cannot load; drop --export")
     if args.conv_stem:
         use_conv_stem()
+    if args.bn_head:
+        use_bn_head()
 
     cfg = load_config(args.config, args.overrides)
     trainer = Trainer(cfg, args.out, device=args.device, mode="pretrain", progress=False)
