@@ -1,9 +1,9 @@
 """Calibration probe: how fast can a backbone learn the mini-benchmark at all (issue 6)?
 
-Trains each backbone **with labels** (cross-entropy on the 20 extra pretraining classes — a
-calibration, not part of AMA, and never on the test classes) for ``--steps`` steps and prints,
-every ``--every`` steps, the training loss (chance: ln 20 = 3.00) and zero-shot retrieval on the
-unseen test classes: photo->photo and sketch->photo mAP@all of the backbone's embedding.
+Trains each backbone **with labels** (cross-entropy on the extra pretraining classes, 20 by
+default — a calibration, not part of AMA, and never on the test classes) for ``--steps`` steps and
+prints, every ``--every`` steps, the training loss (chance: ln 20 = 3.00 for 20 classes) and
+zero-shot retrieval on the unseen test classes: photo->photo and sketch->photo mAP@all of the backbone's embedding.
 
 Supervised training on labels is an upper bound on what self-supervised DINO pretraining can
 reach in the same number of steps, so this answers whether the embedded pretraining can give a
@@ -18,6 +18,9 @@ genuine baseline on a CPU budget. Backbones:
     # the calmer photos (generator option photo_style="calm"), in a tree of their own: a root
     # generated with other parameters would be regenerated in place
     python benchmarks/probe_learnability.py --data-root data/mini_calm --photo-style calm
+    # a larger pool: 110 classes x 250 photos (the GPU pretraining probe's), the ViT only
+    python benchmarks/probe_learnability.py --data-root data/mini_calm_large --photo-style calm \
+        --pretrain-classes 110 --pretrain-photos 250 --models vit --steps 1500 --every 300
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ def main() -> None:
     parser.add_argument("--data-root", default="data/mini")
     parser.add_argument("--photo-style", default="busy", choices=PHOTO_STYLES,
                         help="generate the benchmark with this photo style (see render_photo)")
+    parser.add_argument("--pretrain-classes", type=int, default=20,
+                        help="extra photo classes to train on (n_pretrain_classes; at most 110)")
+    parser.add_argument("--pretrain-photos", type=int, default=100,
+                        help="photos per extra class (pretrain_photos_per_class)")
     parser.add_argument("--models", nargs="+", default=["vit", "vit-convstem", "cnn"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=100)
@@ -81,7 +88,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    root = ensure_mini_benchmark(args.data_root, photo_style=args.photo_style)
+    root = ensure_mini_benchmark(args.data_root, photo_style=args.photo_style,
+                                 n_pretrain_classes=args.pretrain_classes,
+                                 pretrain_photos_per_class=args.pretrain_photos)
     spec = resolve_benchmark(root, "mini")
     items = read_file_list(root / spec.pretrain_photos)
     images = [load_rgb(root / path) for path, _ in items]
