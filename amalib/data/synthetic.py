@@ -765,9 +765,9 @@ def check_mini_benchmark_params(**params) -> dict:
     return full
 
 
-def _params(**kw) -> dict:
-    """The parameters that fix the output (recorded in the manifest)."""
-    return {**{k: int(kw[k]) for k in _INT_PARAMS}, "photo_style": str(kw["photo_style"])}
+def _params(**checked) -> dict:
+    """The checked parameters that fix the output (recorded in the manifest)."""
+    return {k: checked[k] for k in (*_INT_PARAMS, "photo_style")}
 
 
 def _write_lines(path: Path, lines):
@@ -827,14 +827,10 @@ def generate_mini_benchmark(
         ``Path(root)``.
     """
     root = Path(root)
-    checked = check_mini_benchmark_params(
-        **{k: v for k, v in locals().items() if k not in ("root", "workers")})
-    params = _params(**checked)
-    (seed, image_size, n_seen, n_unseen, sketches_per_class, photos_per_class,
-     test_sketches_per_class, test_photos_per_class, n_pretrain_classes,
-     pretrain_photos_per_class) = (checked[k] for k in _INT_PARAMS)
-    photo_style = checked["photo_style"]
-    classes = mini_benchmark_classes(n_seen, n_unseen, n_pretrain_classes)
+    # The checked values (integers as int), by name: what is rendered and what the manifest says.
+    p = _params(**check_mini_benchmark_params(
+        **{k: v for k, v in locals().items() if k not in ("root", "workers")}))
+    classes = mini_benchmark_classes(p["n_seen"], p["n_unseen"], p["n_pretrain_classes"])
     if root.exists() and any(root.iterdir()):
         manifest = _read_manifest(root)
         if not manifest or manifest.get("generator") != __name__:
@@ -861,18 +857,18 @@ def generate_mini_benchmark(
             return [f"{n} {ids[n]}" for n in sorted(names)]
 
         seen_map = add("zeroshot/sketch_filelist_train.txt", "sketch", "sketch", classes["seen"],
-                       sketches_per_class, "png")  # fmt: skip
+                       p["sketches_per_class"], "png")  # fmt: skip
         add("zeroshot/photo_filelist_train.txt", "photo", "photo", classes["seen"],
-            photos_per_class, "jpg")  # fmt: skip
+            p["photos_per_class"], "jpg")  # fmt: skip
         zero_map = add("zeroshot/sketch_filelist_zero.txt", "sketch", "sketch", classes["unseen"],
-                       test_sketches_per_class, "png")  # fmt: skip
+                       p["test_sketches_per_class"], "png")  # fmt: skip
         add("zeroshot/photo_filelist_zero.txt", "photo", "photo", classes["unseen"],
-            test_photos_per_class, "jpg")  # fmt: skip
+            p["test_photos_per_class"], "jpg")  # fmt: skip
         pre_map = add("pretrain/photo_filelist.txt", "pretrain_photo", "pretrain/photo",
-                      classes["pretrain"], pretrain_photos_per_class, "jpg")  # fmt: skip
+                      classes["pretrain"], p["pretrain_photos_per_class"], "jpg")  # fmt: skip
 
         n_chunks = max(1, min(len(tasks), 8 * max(workers, 1)))
-        chunks = [(seed, image_size, photo_style, str(tmp), tasks[i::n_chunks])
+        chunks = [(p["seed"], p["image_size"], p["photo_style"], str(tmp), tasks[i::n_chunks])
                   for i in range(n_chunks)]
         if workers <= 1:
             for ch in chunks:
@@ -893,7 +889,7 @@ def generate_mini_benchmark(
         manifest = {
             "generator": __name__,
             "version": GENERATOR_VERSION,
-            "params": params,
+            "params": p,
             "classes": classes,
             "counts": {rel: len(lines) for rel, lines in sorted(lists.items())},
         }
@@ -904,7 +900,7 @@ def generate_mini_benchmark(
             os.replace(tmp, root)
         except OSError:
             # Another process generated the same tree meanwhile: keep its copy if it matches.
-            if (_read_manifest(root) or {}).get("params") != params:
+            if (_read_manifest(root) or {}).get("params") != p:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
