@@ -8,10 +8,14 @@ used, which is how the tests run two processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 __all__ = [
     "DistInfo",
@@ -23,6 +27,7 @@ __all__ = [
     "barrier",
     "gather_by_index",
     "broadcast_object",
+    "run_on_main_process",
 ]
 
 
@@ -122,3 +127,31 @@ def broadcast_object(obj, src: int = 0):
     holder = [obj if rank() == src else None]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def run_on_main_process(fn: Callable[..., T], *args, **kwargs) -> T | None:
+    """Run ``fn`` on rank 0 only and make every process wait for it (a barrier that reports).
+
+    A bare ``dist.barrier()`` after rank-0-only work hangs the other ranks until the process
+    group times out when rank 0 fails (disk full, a bad data root). Here rank 0 broadcasts
+    whether ``fn`` succeeded: rank 0 re-raises its own exception, and every other rank raises a
+    ``RuntimeError`` that names it. In a single process this is simply ``fn(*args, **kwargs)``.
+
+    Returns:
+        ``fn``'s result on rank 0, ``None`` on the other ranks.
+    """
+    if not is_distributed():
+        return fn(*args, **kwargs)
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as err:  # reported to every rank below, then re-raised
+            error = err
+    failure = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if failure is not None:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise RuntimeError(f"rank 0 failed in {name} ({failure}); rank {rank()} stops too")
+    return result

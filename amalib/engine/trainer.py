@@ -195,9 +195,7 @@ class Trainer:
                 params = check_mini_benchmark_params(**dcfg["generate"])
             except (TypeError, ValueError) as err:  # a bad data.generate parameter
                 raise ConfigError(f"data.generate: {err}") from err
-            if du.is_main_process():
-                ensure_mini_benchmark(root, **params)
-            du.barrier()
+            du.run_on_main_process(ensure_mini_benchmark, root, **params)
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
         crops = {d: dict(dcfg[f"{d}_crops"]) for d in DOMAINS}
@@ -343,9 +341,10 @@ class Trainer:
         self.log(f"resumed from {path} at epoch {self.start_epoch}, step {self.start_step}")
 
     def _save(self, epoch: int, step: int, name: str = "checkpoint.pth") -> None:
-        if du.is_main_process():
-            save_checkpoint(self.state_dict(epoch, step), self.run_dir / name)
-        du.barrier()
+        du.run_on_main_process(self._write_checkpoint, epoch, step, name)
+
+    def _write_checkpoint(self, epoch: int, step: int, name: str) -> None:
+        save_checkpoint(self.state_dict(epoch, step), self.run_dir / name)
 
     # ------------------------------------------------------------------ pieces
     def _loader(self, domain: str, epoch: int, cycle: int = 0) -> DataLoader:
