@@ -19,7 +19,9 @@ _EXPORTS = {
         "LabelledImages", "UnlabelledImages", "build_eval_sets", "build_pretrain_set",
         "build_training_sets", "collate_skip_broken",
     ),
-    "transforms": ("MultiCropTransform", "collate_multicrop", "eval_transform"),
+    "transforms": (
+        "MultiCropTransform", "ToNormalisedTensor", "collate_multicrop", "eval_transform"
+    ),
     "synthetic": (
         "ensure_mini_benchmark", "generate_mini_benchmark", "mini_benchmark_classes",
         "plot_mini_benchmark", "render_photo", "render_sketch",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms as T
@@ -22,12 +23,37 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MultiCropTransform",
+    "ToNormalisedTensor",
     "eval_transform",
     "collate_multicrop",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ToNormalisedTensor:
+    """PIL RGB image -> ``(3, H, W)`` float32 tensor ``(x / 255 - mean) / std``.
+
+    The same values as ``T.Compose([T.ToTensor(), T.Normalize(mean, std)])`` up to float32
+    rounding (within 1e-6), in one NumPy conversion and two tensor operations instead of five:
+    about 3x faster on the small crops of the embedded benchmark, where the conversion was a
+    fifth of a photo's multi-crop time (``benchmarks/bench_augment.py``).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._shift = torch.tensor(self.mean).view(3, 1, 1) * 255
+        self._scale = 1 / (torch.tensor(self.std).view(3, 1, 1) * 255)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        if img.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {img.mode!r}")
+        pixels = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)
+        return (pixels - self._shift) * self._scale
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
 
 
 class _RandomGaussianBlur:
@@ -126,7 +152,7 @@ class MultiCropTransform:
             raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}")
         self.domain, self.n_global, self.n_local = domain, n_global, n_local
         self.global_size, self.local_size = global_size, local_size
-        normalise = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+        normalise = ToNormalisedTensor(mean, std)
 
         def blur(p, size):
             return _RandomGaussianBlur(p, tuple(s * size / 224 for s in blur_sigma))
@@ -193,8 +219,7 @@ def eval_transform(resize: int, crop: int, *, mean=IMAGENET_MEAN, std=IMAGENET_S
         [
             T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(crop),
-            T.ToTensor(),
-            T.Normalize(mean, std),
+            ToNormalisedTensor(mean, std),
         ]
     )
 

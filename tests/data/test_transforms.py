@@ -11,6 +11,7 @@ from amalib.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MultiCropTransform,
+    ToNormalisedTensor,
     collate_multicrop,
     eval_transform,
 )
@@ -123,6 +124,25 @@ def test_eval_transform_matches_plain_reference(w, h, resize, crop):
     ref = torch.from_numpy(ref.transpose(2, 0, 1).astype(np.float32))
     assert torch.allclose(out, ref, atol=0.05)  # resize implementations differ slightly
     assert (out - ref).abs().mean() < 0.01
+
+
+@pytest.mark.parametrize("w, h", [(48, 48), (24, 24), (37, 53)])
+def test_to_normalised_tensor_matches_torchvision(w, h):
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(w * h)
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    out = ToNormalisedTensor(IMAGENET_MEAN, IMAGENET_STD)(img)
+    ref = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(img)
+    assert out.shape == (3, h, w) and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    # The formula, pixel by pixel, on one corner.
+    pixels = np.asarray(img)
+    for c in range(3):
+        expected = (pixels[0, 0, c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        assert abs(out[c, 0, 0].item() - expected) < 1e-6
+    with pytest.raises(ValueError, match="expected an RGB image, got mode 'L'"):
+        ToNormalisedTensor(IMAGENET_MEAN, IMAGENET_STD)(img.convert("L"))
 
 
 def _loop_reference(samples):
