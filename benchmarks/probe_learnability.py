@@ -12,9 +12,9 @@ genuine baseline on a CPU budget. Backbones:
 * ``vit``: the embedded preset, ``vit_mini`` with 8 px patches at 48 px (CLS embedding);
 * ``vit-convstem``: the same ViT with its patch projection replaced by three stride-2 3x3
   convolutions (Xiao et al., 2021, "Early convolutions help transformers see better");
-* ``vit-cnnstem``: the same ViT with the CNN's first three stages below (conv, batch norm, ReLU,
-  2x2 max pooling; 32, 64, 128 channels) and a 1x1 projection as its patch embedding, a hybrid
-  in the sense of the ViT paper (Dosovitskiy et al., 2021);
+* ``vit-cnnstem``: the same ViT with ``stem="cnn"`` (:class:`amalib.models.vit.ConvStemEmbed`:
+  the CNN's first three stages below, conv + batch norm + ReLU + 2x2 max pooling at 32, 64, 128
+  channels, and a 1x1 projection as its patch embedding);
 * ``cnn``: four 3x3 conv + batch-norm + ReLU blocks, global average pooling (192-d).
 
     python benchmarks/probe_learnability.py --steps 300 --every 100 --models vit cnn
@@ -54,15 +54,12 @@ def build(name: str) -> nn.Module:
         return nn.Sequential(*conv_bn_relu(3, 32, 1), nn.MaxPool2d(2), *conv_bn_relu(32, 64, 1),
                              nn.MaxPool2d(2), *conv_bn_relu(64, 128, 1), nn.MaxPool2d(2),
                              *conv_bn_relu(128, 192, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    model = create_vit("vit_mini", patch_size=8, img_size=48)
-    if name == "vit-cnnstem":  # the CNN's three conv-pool stages, then a 1x1 projection
-        model.patch_embed.proj = nn.Sequential(
-            *conv_bn_relu(3, 32, 1), nn.MaxPool2d(2), *conv_bn_relu(32, 64, 1), nn.MaxPool2d(2),
-            *conv_bn_relu(64, 128, 1), nn.MaxPool2d(2), nn.Conv2d(128, 192, 1))
-    elif name == "vit-convstem":
+    model = create_vit("vit_mini", patch_size=8, img_size=48,
+                       stem="cnn" if name == "vit-cnnstem" else "patch")
+    if name == "vit-convstem":
         model.patch_embed.proj = nn.Sequential(*conv_bn_relu(3, 48, 2), *conv_bn_relu(48, 96, 2),
                                                *conv_bn_relu(96, 192, 2), nn.Conv2d(192, 192, 1))
-    elif name != "vit":
+    elif name not in ("vit", "vit-cnnstem"):
         raise ValueError(f"unknown model {name!r}")
     return model
 

@@ -19,10 +19,9 @@ pairwise cosine of the unseen sketches' features (1.0 = every sketch on one poin
 with batch norm and ReLU (one at stride 1 with 48 channels, then log2(patch) at stride 2 with
 96, 192, 192, ... channels) and a 1x1 projection to the ViT width: the ``vit-convstem`` of
 ``probe_learnability.py`` with one more full-resolution layer in front. It is an experiment,
-not an amalib architecture, so it cannot be combined with ``--export``. ``--cnn-stem`` is the
-same kind of experiment with the stages of ``probe_learnability.py``'s CNN as the stem: per
-halving of the resolution, a 3x3 convolution at stride 1 (32, 64, 128, ... channels, at most
-192) with batch norm, ReLU and 2x2 max pooling, then the 1x1 projection. ``--bn-head`` puts batch
+not an amalib architecture, so it cannot be combined with ``--export``; amalib's own
+convolutional stem is ``--set model.stem=cnn`` (:class:`amalib.models.vit.ConvStemEmbed`), which
+exports like any model. ``--bn-head`` puts batch
 norm after each hidden layer of the DINO head's MLP (DINO's ``--use_bn_in_head``), also in this
 process only; the teacher copies the student's batch-norm statistics at every EMA step.
 
@@ -101,7 +100,7 @@ def probe(trainer: Trainer) -> dict:
     return out
 
 
-def use_conv_stem(kind: str = "conv") -> None:
+def use_conv_stem() -> None:
     """Make :func:`amalib.models.build_student_teacher` build ViTs with a convolutional stem."""
     from timm.layers import PatchEmbed
     from torch import nn
@@ -116,14 +115,6 @@ def use_conv_stem(kind: str = "conv") -> None:
             if patch & (patch - 1):
                 raise ValueError(f"--conv-stem needs a power-of-two patch size, got {patch}")
             layers, c = [], 3
-            if kind == "cnn":
-                for i in range(int(math.log2(patch))):
-                    c_out = min(32 * 2**i, 192)
-                    layers += [nn.Conv2d(c, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
-                               nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-                    c = c_out
-                self.proj = nn.Sequential(*layers, nn.Conv2d(c, self.proj.out_channels, 1))
-                return
             for i in range(1 + int(math.log2(patch))):
                 c_out = min(48 * 2**i, 192)
                 layers += [nn.Conv2d(c, c_out, 3, 1 if i == 0 else 2, 1, bias=False),
@@ -161,8 +152,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export", default=None, help="write the teacher here at the end")
     parser.add_argument("--conv-stem", action="store_true",
                         help="convolutional stem instead of patchify (see above)")
-    parser.add_argument("--cnn-stem", action="store_true",
-                        help="experimental: the probe_learnability CNN's stages as the stem")
     parser.add_argument("--bn-head", action="store_true",
                         help="batch norm in the DINO head's MLP (see above)")
     parser.add_argument("--backbones", nargs="+", metavar="PATH",
@@ -170,12 +159,12 @@ def main(argv: list[str] | None = None) -> None:
                              "backbones (amalib pretrain --export files)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    for flag in ("conv_stem", "cnn_stem", "bn_head"):
+    for flag in ("conv_stem", "bn_head"):
         if getattr(args, flag) and args.export:
             parser.error(f"--{flag.replace('_', '-')} builds an experimental model that amalib "
                          "cannot load; drop --export")
-    if args.conv_stem or args.cnn_stem:
-        use_conv_stem("cnn" if args.cnn_stem else "conv")
+    if args.conv_stem:
+        use_conv_stem()
     if args.bn_head:
         use_bn_head()
 

@@ -238,6 +238,7 @@ class Trainer:
             hidden_dim=mcfg["hidden_dim"],
             bottleneck_dim=mcfg["bottleneck_dim"],
             norm_last_layer=mcfg["norm_last_layer"],
+            stem=mcfg.get("stem", "patch"),  # run configs written before the key existed
         )
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
         if self.pretrained is None:
@@ -254,7 +255,8 @@ class Trainer:
             self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} ({head})")
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device)
-        self.teacher.eval()  # no dropout/drop-path; it has no batch norm either
+        # No dropout/drop-path; batch norm (stem="cnn") uses the statistics EMA copies over.
+        self.teacher.eval()
         self.student_ddp = self.student
         if du.is_distributed():
             self.student_ddp = nn.parallel.DistributedDataParallel(

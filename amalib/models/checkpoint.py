@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from amalib.models.vit import VIT_PRESETS, create_vit
+from amalib.models.vit import VIT_PRESETS, ConvStemEmbed, create_vit
 
 __all__ = [
     "DINOCheckpoint",
@@ -233,7 +233,7 @@ def read_dino_checkpoint(path: str | Path) -> DINOCheckpoint:
 
 
 def describe_backbone_state(state_dict: dict[str, torch.Tensor]) -> dict:
-    """Infer width, depth, patch size, grid and a matching preset from a ViT state dict."""
+    """Infer width, depth, stem, patch size, grid and a matching preset from a ViT state dict."""
     info: dict = {}
     if "cls_token" in state_dict:
         info["embed_dim"] = int(state_dict["cls_token"].shape[-1])
@@ -241,8 +241,15 @@ def describe_backbone_state(state_dict: dict[str, torch.Tensor]) -> dict:
     info["depth"] = max(blocks) + 1 if blocks else 0
     proj = state_dict.get("patch_embed.proj.weight")
     if proj is not None and proj.ndim == 4:
+        info["stem"] = "patch"
         info["patch_size"] = int(proj.shape[-1])
         info.setdefault("embed_dim", int(proj.shape[0]))
+    # A convolutional stem (ConvStemEmbed): one 3x3 convolution per halving of the resolution.
+    stages = [v for k, v in state_dict.items() if k.startswith("patch_embed.proj.")
+              and k.endswith(".weight") and v.ndim == 4 and v.shape[-1] == 3]
+    if stages:
+        info["stem"] = "cnn"
+        info["patch_size"] = 2 ** len(stages)
     pos = state_dict.get("pos_embed")
     if pos is not None:
         grid = math.isqrt(int(pos.shape[1]) - 1)
@@ -266,7 +273,8 @@ def _suggestion(info: dict) -> str:
             f"(presets: {', '.join(f'{k}={v.embed_dim}/{v.depth}' for k, v in VIT_PRESETS.items())})"
         )
     return (
-        f"the file fits arch={info['arch']!r}, patch_size={info.get('patch_size')} "
+        f"the file fits arch={info['arch']!r}, patch_size={info.get('patch_size')}, "
+        f"stem={info.get('stem')!r} "
         f"(width {info.get('embed_dim')}, {info.get('depth')} blocks, "
         f"position grid {info.get('grid')}x{info.get('grid')} = img_size {info.get('img_size')})"
     )
@@ -341,6 +349,8 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, origin: str) -> boo
             "embed_dim": getattr(model, "embed_dim", None),
             "depth": len(getattr(model, "blocks", [])),
             "patch_size": getattr(getattr(model, "patch_embed", None), "patch_size", None),
+            "stem": "cnn" if isinstance(getattr(model, "patch_embed", None), ConvStemEmbed)
+            else "patch",
         }
         parts = [f"{origin} does not fit the backbone (model: {model_info}).", *mismatches]
         parts.append("Hint: " + _suggestion(describe_backbone_state(state_dict)) + ".")

@@ -30,6 +30,7 @@ def build_student_teacher(
     bottleneck_dim: int = 256,
     norm_last_layer: bool = True,
     use_bn: bool = False,
+    stem: str = "patch",
 ) -> tuple[MultiCropWrapper, MultiCropWrapper]:
     """Build a student (ViT + DINO head) and a teacher with identical initial weights.
 
@@ -47,13 +48,15 @@ def build_student_teacher(
         bottleneck_dim: Head bottleneck width.
         norm_last_layer: Freeze the head's last-layer weight norm.
         use_bn: BatchNorm in the head MLP.
+        stem: ``"patch"`` or ``"cnn"`` (see :func:`amalib.models.vit.create_vit`).
 
     Returns:
         ``(student, teacher)``, two :class:`MultiCropWrapper` in training mode.
     """
 
     def build(rate: float) -> MultiCropWrapper:
-        backbone = create_vit(arch, patch_size=patch_size, img_size=img_size, drop_path_rate=rate)
+        backbone = create_vit(arch, patch_size=patch_size, img_size=img_size,
+                              drop_path_rate=rate, stem=stem)
         head = DINOProjectionHead(
             backbone.embed_dim,
             out_dim,

@@ -7,6 +7,13 @@ Properties in Self-Supervised Vision Transformers", ICCV 2021). timm's ``VisionT
 ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``norm.*``), so the official
 ``dino_vit*_pretrain.pth`` state dicts load with ``strict=True``.
 
+``stem="cnn"`` swaps the patch projection for a small convolutional stem (one 3x3 convolution,
+batch norm, ReLU and 2x2 max pooling per halving of the resolution, then a 1x1 projection): the
+token grid, the CLS token and the blocks stay, as in the ViT paper's hybrids (Dosovitskiy et al.,
+ICLR 2021). It is there for the embedded benchmark, where a plain ViT trained from scratch on a
+CPU budget learns nothing that transfers (README, Results); DINO's released weights are all
+``stem="patch"``.
+
 ``dynamic_img_size=True`` lets one model take 224 px global crops and 96 px local crops: the
 position embedding is resampled (bicubic, timm's ``resample_abs_pos_embed``) to the patch grid of
 each input. timm's attention uses ``F.scaled_dot_product_attention`` (fused kernels on CUDA) and
@@ -17,9 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
-__all__ = ["VIT_PRESETS", "ViTPreset", "create_vit", "vit_preset"]
+__all__ = ["STEMS", "VIT_PRESETS", "ConvStemEmbed", "ViTPreset", "create_vit", "vit_preset"]
+
+STEMS = ("patch", "cnn")
 
 
 @dataclass(frozen=True)
@@ -52,12 +63,36 @@ def vit_preset(arch: str) -> ViTPreset:
         ) from None
 
 
+class ConvStemEmbed(PatchEmbed):
+    """timm's ``PatchEmbed`` with a convolutional stem in place of the patch projection.
+
+    For a patch size ``p = 2**n``: ``n`` stages of 3x3 convolution (stride 1, no bias), batch
+    norm, ReLU and 2x2 max pooling, with ``32, 64, 128, ...`` channels (at most the embedding
+    width), then a 1x1 convolution to the width. The output grid is the patch grid (``H / p``),
+    so everything downstream of ``proj`` (flatten, position embedding, blocks) is unchanged.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        patch, width = self.patch_size[0], self.proj.out_channels
+        if self.patch_size[0] != self.patch_size[1] or patch < 2 or patch & (patch - 1):
+            raise ValueError(f"stem='cnn' needs a square power-of-two patch size, got {patch}")
+        layers, channels = [], self.proj.in_channels
+        for stage in range(patch.bit_length() - 1):
+            out = min(32 * 2**stage, width)
+            layers += [nn.Conv2d(channels, out, 3, 1, 1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = out
+        self.proj = nn.Sequential(*layers, nn.Conv2d(channels, width, 1))
+
+
 def create_vit(
     arch: str = "vit_small",
     *,
     patch_size: int = 16,
     img_size: int = 224,
     drop_path_rate: float = 0.0,
+    stem: str = "patch",
     **kw,
 ) -> VisionTransformer:
     """Build a timm ViT whose forward returns the CLS embedding.
@@ -71,6 +106,8 @@ def create_vit(
             ``patch_size``.
         drop_path_rate: Stochastic-depth rate (linearly increasing over blocks). AMA uses 0.1 on
             the student and 0 on the teacher.
+        stem: ``"patch"`` (DINO's linear patch projection) or ``"cnn"``
+            (:class:`ConvStemEmbed`, for power-of-two patch sizes).
         **kw: Passed to ``timm.models.vision_transformer.VisionTransformer``.
 
     Returns:
@@ -79,6 +116,8 @@ def create_vit(
         LayerNorm, as DINO). ``model.embed_dim`` holds the width.
     """
     preset = vit_preset(arch)
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; choose one of {list(STEMS)}")
     options = dict(
         img_size=img_size,
         patch_size=patch_size,
@@ -92,5 +131,7 @@ def create_vit(
         dynamic_img_size=True,
         drop_path_rate=drop_path_rate,
     )
+    if stem == "cnn":
+        options["embed_layer"] = ConvStemEmbed
     options.update(kw)
     return VisionTransformer(**options)

@@ -132,3 +132,22 @@ def test_pretrain_mode_trains_on_the_extra_photo_pool(tiny_config, tmp_path):
     assert list(trainer.train_sets) == ["photo"] and len(trainer.train_sets["photo"]) == 16
     history = trainer.fit()
     assert history[0]["loss"]["sd_photo"] > 0 and "eval" not in history[0]
+
+
+def test_cnn_stem_trains_and_the_teacher_follows_its_batch_norm(tiny_config, tmp_path):
+    cfg = tiny_config(**{"model.stem": "cnn", "train.epochs": 1, "train.max_steps_per_epoch": 2})
+    trainer = Trainer(cfg, tmp_path / "cnn", progress=False, log=lambda _: None)
+    stem = trainer.student.backbone.patch_embed.proj
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stem)
+    history = trainer.fit()
+    assert torch.isfinite(torch.tensor(history[0]["loss"]["total"]))
+    student, teacher = trainer.student.state_dict(), trainer.teacher.state_dict()
+    stats = [k for k in student if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(student[k], teacher[k]) for k in stats)
+    assert not torch.equal(student[stats[0]], torch.zeros_like(student[stats[0]]))
+    # The exported teacher loads back into a model built from the same config.
+    again = Trainer(tiny_config(**{"model.stem": "cnn", "model.pretrained":
+                                   str(tmp_path / "cnn" / "checkpoint.pth")}),
+                    tmp_path / "cnn2", progress=False, log=lambda _: None)
+    assert torch.equal(again.teacher.backbone.patch_embed.proj[1].running_mean,
+                       teacher["backbone.patch_embed.proj.1.running_mean"])

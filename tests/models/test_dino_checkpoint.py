@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from amalib.models.checkpoint import (
+    describe_backbone_state,
     load_dino_backbone,
     load_dino_weights,
     official_checkpoint_name,
     parse_hub_tag,
     save_backbone,
 )
-from amalib.models.student_teacher import build_student_teacher
+from amalib.models.student_teacher import build_student_teacher, ema_update
 from amalib.models.vit import create_vit
 
 SMALL = dict(arch="vit_mini", patch_size=8, img_size=32, out_dim=64, hidden_dim=64,
@@ -259,6 +260,33 @@ def test_wrong_patch_size_lists_shapes_and_suggests_patch(tmp_path, mini_vit):
     message = str(info.value)
     assert "patch_embed.proj.weight: file (192, 3, 8, 8) vs model (192, 3, 16, 16)" in message
     assert "arch='vit_mini', patch_size=8" in message
+
+
+def test_cnn_stem_round_trip_and_mismatch_names_the_stem(tmp_path):
+    torch.manual_seed(0)
+    student, teacher = build_student_teacher(arch="vit_mini", patch_size=8, img_size=32,
+                                             out_dim=64, hidden_dim=32, bottleneck_dim=16,
+                                             stem="cnn")
+    student.train()(torch.randn(8, 3, 32, 32))  # batch-norm statistics away from their init
+    ema_update(student, teacher, 0.5)
+    path = save_backbone(teacher, tmp_path / "cnn_stem.pth")
+    stored = torch.load(path, weights_only=True)
+    assert "patch_embed.proj.1.running_mean" in stored  # buffers travel with the weights
+    info = describe_backbone_state(stored)
+    assert (info["stem"], info["patch_size"], info["arch"]) == ("cnn", 8, "vit_mini")
+
+    other_student, other_teacher = build_student_teacher(
+        arch="vit_mini", patch_size=8, img_size=32, out_dim=64, hidden_dim=32,
+        bottleneck_dim=16, stem="cnn")
+    load_dino_weights(other_student, other_teacher, path)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(other_teacher.eval().backbone(images), teacher.eval().backbone(images))
+    with pytest.raises(ValueError) as err:  # into a plain patch-projection ViT
+        load_dino_backbone(path, arch="vit_mini", patch_size=8)
+    message = str(err.value)
+    assert "'stem': 'patch'" in message and "unexpected keys: patch_embed.proj.0.weight" in message
+    assert "arch='vit_mini', patch_size=8, stem='cnn'" in message
 
 
 def test_wrong_width_lists_shapes_and_suggests_arch(tmp_path, mini_vit):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from amalib.models.vit import VIT_PRESETS, create_vit
+from amalib.models.vit import VIT_PRESETS, ConvStemEmbed, create_vit
 
 
 def official_dino_vit_shapes(embed_dim, depth, patch_size, img_size, mlp_ratio=4):
@@ -77,11 +77,36 @@ def test_unknown_arch_names_the_choices():
         create_vit("vit_huge")
 
 
-def test_every_parameter_gets_a_finite_gradient():
+@pytest.mark.parametrize("stem", ["patch", "cnn"])
+def test_every_parameter_gets_a_finite_gradient(stem):
     torch.manual_seed(0)
-    model = create_vit("vit_mini", patch_size=8, img_size=32, drop_path_rate=0.1)
+    model = create_vit("vit_mini", patch_size=8, img_size=32, drop_path_rate=0.1, stem=stem)
     model(torch.randn(2, 3, 32, 32)).square().sum().backward()
     for name, param in model.named_parameters():
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("patch_size, channels", [(8, [32, 64, 128]), (16, [32, 64, 128, 192])])
+def test_cnn_stem_keeps_the_patch_grid(patch_size, channels):
+    torch.manual_seed(0)
+    model = create_vit("vit_mini", patch_size=patch_size, img_size=64, stem="cnn").eval()
+    assert isinstance(model.patch_embed, ConvStemEmbed)
+    convs = [m for m in model.patch_embed.proj if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [*channels, 192]
+    assert [c.kernel_size for c in convs] == [(3, 3)] * len(channels) + [(1, 1)]
+    for size in (64, 32):  # global and local crops: one token per patch, as the plain stem
+        images = torch.randn(2, 3, size, size)
+        tokens = model.patch_embed(images)  # (B, H / p, W / p, D): dynamic_img_size keeps NHWC
+        assert tokens.shape == (2, size // patch_size, size // patch_size, 192)
+        plain = create_vit("vit_mini", patch_size=patch_size, img_size=64).patch_embed(images)
+        assert tokens.shape == plain.shape
+        assert model(images).shape == (2, 192)
+
+
+def test_cnn_stem_rejects_what_it_cannot_build():
+    with pytest.raises(ValueError, match="power-of-two patch size, got 12"):
+        create_vit("vit_mini", patch_size=12, img_size=48, stem="cnn")
+    with pytest.raises(ValueError, match=r"unknown stem 'resnet'; choose one of \['patch', 'cnn'\]"):
+        create_vit("vit_mini", patch_size=8, img_size=48, stem="resnet")
