@@ -255,7 +255,7 @@ class Trainer:
             self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} ({head})")
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device)
-        # No dropout/drop-path; batch norm (stem="cnn") uses the statistics EMA copies over.
+        # Outside the training step (feature extraction) the teacher runs in eval mode.
         self.teacher.eval()
         self.student_ddp = self.student
         if du.is_distributed():
@@ -528,6 +528,10 @@ class Trainer:
                 if self.mode == "ama" and self.schedule.needs_clustering(epoch):
                     self.cluster(epoch)
                 self.student.train()
+                # As in DINO, the teacher's training-step forward runs in train mode: its batch
+                # norm (stem="cnn" or a batch-norm head) normalises each batch with the batch's
+                # statistics. It has no dropout or drop-path, so nothing else changes.
+                self.teacher.train()
                 sums: dict[str, torch.Tensor] = {}
                 skip = self.start_step if epoch == self.start_epoch else 0
                 bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
@@ -547,6 +551,7 @@ class Trainer:
                         bar.set_postfix(loss=f"{float(out['total']):.4f}")
                     bar.update(1)
                     if stop.signal is not None:
+                        self.teacher.eval()
                         bar.close()
                         self._save(epoch, step + 1)
                         name = signal.Signals(stop.signal).name
@@ -554,6 +559,7 @@ class Trainer:
                                  f"{epoch}; checkpoint written to {self.run_dir / 'checkpoint.pth'}"
                                  f". Resume with --resume {self.run_dir / 'checkpoint.pth'}")
                         return self.history
+                self.teacher.eval()
                 bar.close()
                 means = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
                 if not math.isfinite(means.get("total", 0.0)):

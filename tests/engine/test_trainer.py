@@ -139,7 +139,13 @@ def test_cnn_stem_trains_and_the_teacher_follows_its_batch_norm(tiny_config, tmp
     trainer = Trainer(cfg, tmp_path / "cnn", progress=False, log=lambda _: None)
     stem = trainer.student.backbone.patch_embed.proj
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stem)
+    # As in DINO, the teacher normalises training batches with their own statistics, and
+    # feature extraction (evaluation, clustering) uses the running ones.
+    modes = []
+    trainer.teacher.backbone.patch_embed.proj[1].register_forward_hook(
+        lambda module, *_: modes.append(module.training))
     history = trainer.fit()
+    assert True in modes and False in modes and not trainer.teacher.training
     assert torch.isfinite(torch.tensor(history[0]["loss"]["total"]))
     student, teacher = trainer.student.state_dict(), trainer.teacher.state_dict()
     stats = [k for k in student if k.endswith(("running_mean", "running_var"))]
