@@ -352,9 +352,10 @@ def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
     if path is None:
         torch.manual_seed(seed)
         backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                              img_size=mcfg["img_size"])
+                              img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
     else:
-        backbone = load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"])
+        backbone = load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"],
+                                      stem=mcfg.get("stem", "patch"))
     return backbone.to(device).eval()
 
 

@@ -53,6 +53,8 @@ def main() -> None:
     for domain in ("photo", "sketch"):
         paths = [root / p for p, _ in read_file_list(root / getattr(spec, f"{domain}_train"))]
         paths = paths[: args.images]
+        if not paths:
+            raise SystemExit(f"no {domain} images in {root / getattr(spec, f'{domain}_train')}")
         crops = dict(cfg["data"][f"{domain}_crops"])
         transform = MultiCropTransform(domain=domain, **crops)
         images = [load_rgb(p) for p in paths]

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_num_threads()}, {'bf16 autocast' if cuda else 'float32'}")
 
     torch.manual_seed(0)
-    backbone = create_vit(m["arch"], patch_size=m["patch_size"], img_size=m["img_size"])
+    backbone = create_vit(m["arch"], patch_size=m["patch_size"], img_size=m["img_size"],
+                          stem=m.get("stem", "patch"))
     batch = int(dcfg["eval_batch_size"])
     med, ips = backbone_throughput(backbone, size=int(dcfg["eval_crop"]), batch=batch,
                                    n_batches=args.batches, warmup=args.warmup, device=device)

@@ -146,7 +146,7 @@ def run_on_main_process(fn: Callable[..., T], *args, **kwargs) -> T | None:
     if is_main_process():
         try:
             result = fn(*args, **kwargs)
-        except Exception as err:  # reported to every rank below, then re-raised
+        except BaseException as err:  # KeyboardInterrupt too: reported below, then re-raised
             error = err
     failure = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
     if error is not None:

@@ -41,7 +41,8 @@ def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> 
 
     state = load_checkpoint(checkpoint)
     cfg = state["config"]["model"]
-    backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"])
+    backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
+                          stem=cfg.get("stem", "patch"))
     prefix = "backbone."
     weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
     backbone.load_state_dict(weights, strict=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -245,9 +246,10 @@ def describe_backbone_state(state_dict: dict[str, torch.Tensor]) -> dict:
         info["patch_size"] = int(proj.shape[-1])
         info.setdefault("embed_dim", int(proj.shape[0]))
     # A convolutional stem (ConvStemEmbed): one 3x3 convolution per halving of the resolution.
-    stages = [v for k, v in state_dict.items() if k.startswith("patch_embed.proj.")
-              and k.endswith(".weight") and v.ndim == 4 and v.shape[-1] == 3]
-    if stages:
+    stages = [v for k, v in state_dict.items()
+              if re.fullmatch(r"patch_embed\.proj\.\d+\.weight", k) and v.ndim == 4
+              and v.shape[-1] == 3]
+    if stages and proj is None:
         info["stem"] = "cnn"
         info["patch_size"] = 2 ** len(stages)
     pos = state_dict.get("pos_embed")
@@ -404,6 +406,7 @@ def load_dino_backbone(
     patch_size: int = 16,
     *,
     source: Literal["teacher", "student"] = "teacher",
+    stem: str = "patch",
 ) -> nn.Module:
     """Build a ViT and load the backbone weights of an official DINO file into it (strict).
 
@@ -417,6 +420,7 @@ def load_dino_backbone(
         arch: ViT preset the file must match (see :func:`amalib.models.vit.create_vit`).
         patch_size: Patch size the file must match.
         source: Which backbone of a full checkpoint to load.
+        stem: ``"patch"`` (every official DINO file) or ``"cnn"`` (``model.stem: cnn`` runs).
 
     Returns:
         The ViT in eval mode, float32, on CPU; ``model(x)`` maps ``(batch, 3, H, W)`` to CLS
@@ -434,7 +438,7 @@ def load_dino_backbone(
     state_dict = checkpoint.backbone(source)
     info = describe_backbone_state(state_dict)
     img_size = info.get("grid", 224 // patch_size) * patch_size
-    model = create_vit(arch, patch_size=patch_size, img_size=img_size)
+    model = create_vit(arch, patch_size=patch_size, img_size=img_size, stem=stem)
     _load_backbone_state(model, state_dict, f"{path} ({checkpoint.kind}, {source} backbone)")
     return model.float().eval()
 

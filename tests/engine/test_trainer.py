@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 
+from amalib.engine.config import ConfigError
 from amalib.engine.state import load_checkpoint
 from amalib.engine.trainer import Trainer, TrainingDivergedError
 
@@ -139,8 +140,8 @@ def test_cnn_stem_trains_and_the_teacher_follows_its_batch_norm(tiny_config, tmp
     trainer = Trainer(cfg, tmp_path / "cnn", progress=False, log=lambda _: None)
     stem = trainer.student.backbone.patch_embed.proj
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stem)
-    # As in DINO, the teacher normalises training batches with their own statistics, and
-    # feature extraction (evaluation, clustering) uses the running ones.
+    # As in DINO, the teacher normalises training batches with their own statistics (train
+    # mode inside the steps), and the run leaves it in eval mode.
     modes = []
     trainer.teacher.backbone.patch_embed.proj[1].register_forward_hook(
         lambda module, *_: modes.append(module.training))
@@ -157,3 +158,13 @@ def test_cnn_stem_trains_and_the_teacher_follows_its_batch_norm(tiny_config, tmp
                     tmp_path / "cnn2", progress=False, log=lambda _: None)
     assert torch.equal(again.teacher.backbone.patch_embed.proj[1].running_mean,
                        teacher["backbone.patch_embed.proj.1.running_mean"])
+    # `amalib eval` / `amalib retrieve` rebuild the backbone from the run's config.
+    from amalib.engine.evaluate import load_trained_backbone
+
+    backbone, _ = load_trained_backbone(tmp_path / "cnn" / "checkpoint.pth")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(backbone(images), trainer.teacher.eval().backbone(images))
+    with pytest.raises(ConfigError, match="model.stem is 'cnn'"):
+        Trainer(tiny_config(**{"model.stem": "cnn", "model.pretrained": "hub:vit_tiny"}),
+                tmp_path / "hub", progress=False, log=lambda _: None)

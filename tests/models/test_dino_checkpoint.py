@@ -282,6 +282,12 @@ def test_cnn_stem_round_trip_and_mismatch_names_the_stem(tmp_path):
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(other_teacher.eval().backbone(images), teacher.eval().backbone(images))
+    with torch.no_grad():
+        loaded = load_dino_backbone(path, arch="vit_mini", patch_size=8, stem="cnn")
+        assert torch.equal(loaded(images), teacher.backbone(images))
+    # A plain ViT whose patch (3 px) is as small as a 3x3 kernel is still a patch stem.
+    plain = describe_backbone_state(create_vit("vit_mini", patch_size=3, img_size=12).state_dict())
+    assert (plain["stem"], plain["patch_size"]) == ("patch", 3)
     with pytest.raises(ValueError) as err:  # into a plain patch-projection ViT
         load_dino_backbone(path, arch="vit_mini", patch_size=8)
     message = str(err.value)
