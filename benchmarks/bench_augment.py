@@ -12,11 +12,10 @@ the images per epoch by ``workers * 1000 / ms`` for a lower bound on an epoch's 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from bench_backbone import median_time  # benchmarks/ is on sys.path when run as a script
 
 from amalib.data.benchmarks import read_file_list, resolve_benchmark
 from amalib.data.datasets import load_rgb
@@ -27,13 +26,7 @@ from amalib.engine.config import load_config
 
 def median_ms(fn, items, repeats: int) -> float:
     """Median over ``repeats`` passes of the milliseconds per item of ``fn``."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        times.append((time.perf_counter() - start) * 1e3 / len(items))
-    return statistics.median(times)
+    return median_time(lambda: [fn(item) for item in items], repeats, warmup=0) * 1e3 / len(items)
 
 
 def main() -> None:

@@ -229,6 +229,7 @@ class Trainer:
         from amalib.models.checkpoint import load_dino_backbone
 
         mcfg = self.cfg["model"]
+        stem = mcfg.get("stem", "patch")  # run configs written before the key existed
         student, teacher = build_student_teacher(
             arch=mcfg["arch"],
             patch_size=mcfg["patch_size"],
@@ -238,16 +239,16 @@ class Trainer:
             hidden_dim=mcfg["hidden_dim"],
             bottleneck_dim=mcfg["bottleneck_dim"],
             norm_last_layer=mcfg["norm_last_layer"],
-            stem=mcfg.get("stem", "patch"),  # run configs written before the key existed
+            stem=stem,
         )
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
         if self.pretrained is None:
             self.log("model.pretrained is 'none': the backbone starts from RANDOM weights.")
         elif self.pretrained.startswith("hub:"):
-            if mcfg.get("stem", "patch") != "patch":
+            if stem != "patch":
                 raise ConfigError(
                     f"model.pretrained={self.pretrained!r} holds a patch-projection ViT, but "
-                    f"model.stem is {mcfg['stem']!r}; set model.stem=patch or pretrain your own"
+                    f"model.stem is {stem!r}; set model.stem=patch or pretrain your own"
                 )
             backbone = load_dino_backbone(self.pretrained, arch=mcfg["arch"],
                                           patch_size=mcfg["patch_size"])
@@ -260,8 +261,7 @@ class Trainer:
             self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} ({head})")
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device)
-        # Outside the training step (feature extraction) the teacher runs in eval mode.
-        self.teacher.eval()
+        self.teacher.eval()  # train mode only inside train_step (batch-norm statistics)
         self.student_ddp = self.student
         if du.is_distributed():
             self.student_ddp = nn.parallel.DistributedDataParallel(
@@ -495,7 +495,16 @@ class Trainer:
             group["lr"] = float(self.lr_schedule[global_step])
             if i == 0:
                 group["weight_decay"] = self.cfg["train"]["weight_decay"]
-        losses = self.compute_losses(batch, epoch)
+        # As in DINO, the teacher's forward in a training step runs in train mode: its batch norm
+        # (stem="cnn" or a batch-norm head) normalises each batch with the batch's statistics.
+        # It has no dropout or drop-path, so nothing else changes. Feature extraction and
+        # everything outside the step see it in eval mode. Under DDP each rank uses its own
+        # batch's statistics: DINO converts batch norm to SyncBatchNorm, amalib does not (yet).
+        self.teacher.train()
+        try:
+            losses = self.compute_losses(batch, epoch)
+        finally:
+            self.teacher.eval()
         total = self.schedule.combine(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -526,66 +535,56 @@ class Trainer:
         log_every = int(self.cfg["train"]["log_every"])
         check_every = 1 if self.device.type == "cpu" else log_every
         with _StopRequest() as stop:
-            try:
-                for epoch in range(self.start_epoch, self.epochs):
-                    t_epoch = time.perf_counter()
-                    seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
-                    self.stats = {}
-                    if self.mode == "ama" and self.schedule.needs_clustering(epoch):
-                        self.cluster(epoch)
-                    self.student.train()
-                    # As in DINO, the teacher's training-step forward runs in train mode: its batch
-                    # norm (stem="cnn" or a batch-norm head) normalises each batch with the batch's
-                    # statistics. It has no dropout or drop-path, so nothing else changes. Under
-                    # DDP each rank uses its own batch's statistics: DINO converts batch norm to
-                    # SyncBatchNorm, amalib does not (yet).
-                    self.teacher.train()
-                    sums: dict[str, torch.Tensor] = {}
-                    skip = self.start_step if epoch == self.start_epoch else 0
-                    bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
-                               leave=False, disable=not (self.progress and du.is_main_process()))
-                    n_steps = 0
-                    for step, batch in enumerate(self._batches(epoch)):
-                        if step < skip:
-                            continue
-                        global_step = epoch * self.steps_per_epoch + step
-                        out = self.train_step(batch, epoch, global_step)
-                        for k, v in out.items():
-                            sums[k] = sums.get(k, 0.0) + v
-                        n_steps += 1
-                        if (step + 1) % check_every == 0 and not torch.isfinite(out["total"]):
-                            self._diverged(epoch, step, out)
-                        if (step + 1) % log_every == 0:
-                            bar.set_postfix(loss=f"{float(out['total']):.4f}")
-                        bar.update(1)
-                        if stop.signal is not None:
-                            bar.close()
-                            self._save(epoch, step + 1)
-                            name = signal.Signals(stop.signal).name
-                            self.log(f"{name} received: stopped after step {step + 1} of epoch "
-                                     f"{epoch}; checkpoint written to {self.run_dir / 'checkpoint.pth'}"
-                                     f". Resume with --resume {self.run_dir / 'checkpoint.pth'}")
-                            return self.history
-                    self.teacher.eval()
-                    bar.close()
-                    means = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
-                    if not math.isfinite(means.get("total", 0.0)):
-                        self._diverged(epoch, self.steps_per_epoch - 1, {"total": means["total"]})
-                    record = {"epoch": epoch, "time_s": round(time.perf_counter() - t_epoch, 2),
-                              "lr": float(self.lr_schedule[min((epoch + 1) * self.steps_per_epoch - 1,
-                                                              len(self.lr_schedule) - 1)]),
-                              "weights": self.schedule.weights(epoch),
-                              "loss": means, **{k: float(v) for k, v in self.stats.items()}}
-                    every = int(self.cfg["eval"]["every"])
-                    if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
-                        record["eval"] = self.evaluate()
-                    self.history.append(record)
-                    self._log_epoch(record)
-                    if (epoch + 1) % int(self.cfg["train"]["checkpoint_every"]) == 0 or \
-                            epoch == self.epochs - 1:
-                        self._save(epoch + 1, 0)
-            finally:  # whatever ends the run (signal, NaN, an error), eval mode outside steps
-                self.teacher.eval()
+            for epoch in range(self.start_epoch, self.epochs):
+                t_epoch = time.perf_counter()
+                seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
+                self.stats = {}
+                if self.mode == "ama" and self.schedule.needs_clustering(epoch):
+                    self.cluster(epoch)
+                self.student.train()
+                sums: dict[str, torch.Tensor] = {}
+                skip = self.start_step if epoch == self.start_epoch else 0
+                bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
+                           leave=False, disable=not (self.progress and du.is_main_process()))
+                n_steps = 0
+                for step, batch in enumerate(self._batches(epoch)):
+                    if step < skip:
+                        continue
+                    global_step = epoch * self.steps_per_epoch + step
+                    out = self.train_step(batch, epoch, global_step)
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_steps += 1
+                    if (step + 1) % check_every == 0 and not torch.isfinite(out["total"]):
+                        self._diverged(epoch, step, out)
+                    if (step + 1) % log_every == 0:
+                        bar.set_postfix(loss=f"{float(out['total']):.4f}")
+                    bar.update(1)
+                    if stop.signal is not None:
+                        bar.close()
+                        self._save(epoch, step + 1)
+                        name = signal.Signals(stop.signal).name
+                        self.log(f"{name} received: stopped after step {step + 1} of epoch "
+                                 f"{epoch}; checkpoint written to {self.run_dir / 'checkpoint.pth'}"
+                                 f". Resume with --resume {self.run_dir / 'checkpoint.pth'}")
+                        return self.history
+                bar.close()
+                means = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
+                if not math.isfinite(means.get("total", 0.0)):
+                    self._diverged(epoch, self.steps_per_epoch - 1, {"total": means["total"]})
+                record = {"epoch": epoch, "time_s": round(time.perf_counter() - t_epoch, 2),
+                          "lr": float(self.lr_schedule[min((epoch + 1) * self.steps_per_epoch - 1,
+                                                          len(self.lr_schedule) - 1)]),
+                          "weights": self.schedule.weights(epoch),
+                          "loss": means, **{k: float(v) for k, v in self.stats.items()}}
+                every = int(self.cfg["eval"]["every"])
+                if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
+                    record["eval"] = self.evaluate()
+                self.history.append(record)
+                self._log_epoch(record)
+                if (epoch + 1) % int(self.cfg["train"]["checkpoint_every"]) == 0 or \
+                        epoch == self.epochs - 1:
+                    self._save(epoch + 1, 0)
         if du.is_main_process():
             self.plot_curves()
         return self.history
