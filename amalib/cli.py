@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     _add_config_args(p, default=None)
 
-    p = sub.add_parser("pretrain", help="plain DINO on the mini-benchmark's extra photo classes")
+    p = sub.add_parser("pretrain", help="the embedded starting backbone, on the mini-benchmark's "
+                                        "pool classes (pretrain.objective: supervised or dino)")
     p.add_argument("--out", default="runs/mini_pretrain", help="run directory")
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--export", default=None,
-                   help="also write the teacher as a float16 DINO-style file here")
+                   help="also write the backbone (supervised; DINO: the teacher with its head) "
+                        "as a float16 DINO-style file here")
     _add_config_args(p, default="mini_pretrain")
 
     p = sub.add_parser("eval", help="zero-shot retrieval metrics of a checkpoint")
@@ -109,6 +111,19 @@ def _cmd_train(args, mode: str = "ama") -> int:
     if args.config is None:
         raise ConfigError("--config is required (e.g. --config sketchy21 or --config mini)")
     cfg = load_config(args.config, args.overrides)
+    objective = cfg.get("pretrain", {}).get("objective", "dino")
+    if mode == "pretrain" and objective not in ("dino", "supervised"):
+        raise ConfigError(f"pretrain.objective must be 'dino' or 'supervised', got {objective!r}")
+    if mode == "pretrain" and objective == "supervised":
+        from amalib.engine.supervised import export_backbone, pretrain_supervised
+
+        checkpoint = pretrain_supervised(cfg, args.out, device=args.device, resume=args.resume,
+                                         progress=not args.no_progress)
+        if args.export:
+            command = " ".join(["amalib", *_pretrain_command(args)])
+            path = export_backbone(checkpoint, args.export, command=command)
+            print(f"backbone exported to {path}")
+        return 0
     trainer = Trainer(cfg, args.out, device=args.device, mode=mode, resume=args.resume,
                       progress=not args.no_progress)
     trainer.fit()
@@ -118,6 +133,16 @@ def _cmd_train(args, mode: str = "ama") -> int:
         path = export_teacher(Path(args.out) / "checkpoint.pth", args.export)
         print(f"teacher exported to {path}")
     return 0
+
+
+def _pretrain_command(args) -> list[str]:
+    """The ``amalib pretrain`` arguments that reproduce a run (recorded in the exported file)."""
+    parts = ["pretrain", "--config", str(args.config), "--out", str(args.out)]
+    for item in args.overrides:
+        parts += ["--set", item]
+    if args.export:
+        parts += ["--export", str(args.export)]
+    return parts
 
 
 def _cmd_eval(args) -> int:

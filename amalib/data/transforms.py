@@ -25,6 +25,7 @@ __all__ = [
     "MultiCropTransform",
     "ToNormalisedTensor",
     "eval_transform",
+    "supervised_transform",
     "collate_multicrop",
 ]
 
@@ -219,6 +220,24 @@ def eval_transform(resize: int, crop: int, *, mean=IMAGENET_MEAN, std=IMAGENET_S
         [
             T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(crop),
+            ToNormalisedTensor(mean, std),
+        ]
+    )
+
+
+def supervised_transform(size: int, *, scale: tuple[float, float] = (0.4, 1.0),
+                         mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Training transform of supervised (cross-entropy) training: a random resized crop of
+    ``size`` px covering ``scale`` of the image (bicubic), a horizontal flip, normalisation.
+
+    Used by :mod:`amalib.engine.supervised` for the embedded starting backbone and the ablation's
+    oracle; AMA itself uses :class:`MultiCropTransform`.
+    """
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=tuple(scale),
+                                interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
             ToNormalisedTensor(mean, std),
         ]
     )

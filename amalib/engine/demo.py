@@ -1,9 +1,11 @@
-"""The main job: embedded benchmark → shipped small DINO backbone → AMA → zero-shot evaluation.
+"""The main job: embedded benchmark → shipped starting backbone → AMA → zero-shot evaluation.
 
 ``amalib demo`` (and ``make demo``) runs :func:`run_demo`: it generates the mini-benchmark if
-needed, evaluates the starting backbone (a ViT pretrained with plain DINO on the benchmark's
-extra photo classes, the embedded counterpart of ImageNet DINO), trains AMA on the unlabelled
-seen classes, evaluates again, and writes a run directory with ``summary.json``, a retrieval
+needed, evaluates the starting backbone (a small hybrid ViT trained with cross-entropy on the
+benchmark's *pool* classes, which are neither seen nor unseen classes: the embedded counterpart
+of an ImageNet-pretrained backbone), trains AMA on the unlabelled seen classes, evaluates again,
+and writes a run directory with ``summary.json`` (metrics before and after, the starting
+backbone's provenance, the health of each loss term, wall time and peak memory), a retrieval
 grid, a UMAP of sketch and photo embeddings before and after, and the training curves.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from amalib.metrics import METRIC_KEYS, evaluate_retrieval
 
-__all__ = ["run_demo", "format_comparison"]
+__all__ = ["run_demo", "format_comparison", "describe_starting_backbone", "term_health"]
 
 
 def format_comparison(before: dict, after: dict) -> str:
@@ -69,7 +71,9 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
         return result, q, g
 
     before, q0, g0 = evaluate()
-    log(f"starting backbone ({cfg['model']['pretrained']}): mAP@all {before['mAP@all']:.4f}")
+    starting = describe_starting_backbone(cfg, trainer)
+    log(f"starting backbone ({cfg['model']['pretrained']}, {starting['objective']}): "
+        f"mAP@all {before['mAP@all']:.4f}")
     trainer.fit()
     after, q1, g1 = evaluate()
     summary = {
@@ -77,8 +81,9 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
         "after": _metrics_only(after),
         "config": config,
         "seed": seed,
-        "starting_backbone": str(cfg["model"]["pretrained"]),
+        "starting_backbone": starting,
         "epochs": cfg["train"]["epochs"],
+        "term_health": term_health(trainer.history, int(cfg["model"]["out_dim"])),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
     }
     if figures:
@@ -87,8 +92,86 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log("\nzero-shot retrieval on the unseen classes (sketch -> photo):")
     log(format_comparison(summary["before"], summary["after"]))
+    for warning in summary["term_health"]["warnings"]:
+        log(f"note: {warning}")
     log(f"\nrun directory: {out}  (summary.json, retrieval_grid.png, umap.png, train/curves.png)")
     return summary
+
+
+def term_health(history: list[dict], out_dim: int, *, tolerance: float = 0.05) -> dict:
+    """Which loss terms of a run did useful work, from its per-epoch records.
+
+    A self-distillation term whose epoch-mean loss stays within ``tolerance`` (relative) of
+    ``ln out_dim`` in every epoch sits at its degenerate value (the uniform output); a confidence
+    filter that keeps 0 % of a domain in an epoch where cluster contrast is on gives that domain
+    no cluster-contrast gradient.
+
+    Returns:
+        ``{"sd_<domain>": {"degenerate": ln K, "epoch_means": [...], "at_degenerate": bool},
+        "cc_kept_<domain>": {"epoch_means": [...], "zero_in_epochs": [...]}, "warnings": [...]}``
+    """
+    import math
+
+    degenerate = math.log(out_dim)
+    report: dict = {"warnings": []}
+    for key in ("sd_sketch", "sd_photo"):
+        values = [r["loss"][key] for r in history if key in r.get("loss", {})]
+        if not values:
+            continue
+        stuck = all(abs(v - degenerate) <= tolerance * degenerate for v in values)
+        report[key] = {"degenerate": round(degenerate, 4),
+                       "epoch_means": [round(v, 4) for v in values], "at_degenerate": stuck}
+        if stuck:
+            report["warnings"].append(
+                f"{key} stayed within {tolerance:.0%} of ln {out_dim} = {degenerate:.2f} in every "
+                "epoch: the DINO head's output is close to uniform in that domain")
+    for key in ("cc_kept_sketch", "cc_kept_photo"):
+        epochs = [(r["epoch"], r[key]) for r in history if key in r]
+        if not epochs:
+            continue
+        zero = [e for e, v in epochs if v <= 0]
+        report[key] = {"epoch_means": [round(v, 4) for _, v in epochs], "zero_in_epochs": zero}
+        if zero:
+            report["warnings"].append(
+                f"the confidence filter kept 0 % of the {key[8:]} images in epochs {zero}: no "
+                "cluster-contrast gradient there")
+    return report
+
+
+def describe_starting_backbone(cfg: dict, trainer) -> dict:
+    """Where the starting backbone comes from and how genuine it is, for ``summary.json``.
+
+    ``file`` and the provenance an exported file records (``objective``, ``pool_classes``,
+    ``steps``, ``command``, …; :func:`amalib.engine.supervised.export_backbone`), then
+    ``report`` and ``random_init``: :func:`amalib.engine.evaluate.backbone_report` of the
+    starting backbone and of a randomly initialised one of the same architecture (seed 0).
+    """
+    import torch
+
+    from amalib.engine.evaluate import backbone_report
+    from amalib.models import create_vit
+    from amalib.models.checkpoint import read_dino_checkpoint
+
+    spec = cfg["model"]["pretrained"]
+    out: dict = {"file": str(spec)}
+    if trainer.pretrained is None:
+        out["objective"] = "none (random initialisation)"
+    elif trainer.pretrained.startswith("hub:"):
+        out["objective"] = "as published on the hub"
+    else:
+        extra = read_dino_checkpoint(trainer.pretrained).extra
+        out.update(extra.get("provenance") or {"objective": "DINO (no provenance recorded)"})
+    dcfg, mcfg = cfg["data"], cfg["model"]
+    kw = dict(batch_size=dcfg["eval_batch_size"], device=trainer.device,
+              num_workers=int(dcfg["num_workers"]), progress=False)
+    out["report"] = backbone_report(trainer.teacher.backbone, trainer.eval_sets, **kw)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    random_init = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
+                             img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
+    torch.random.set_rng_state(state)
+    out["random_init"] = backbone_report(random_init, trainer.eval_sets, **kw)
+    return out
 
 
 def _figures(out: Path, trainer, before, after) -> list[str]:

@@ -8,7 +8,8 @@ from torch import nn
 
 from amalib.engine.features import FeatureSet, extract_features
 
-__all__ = ["test_features", "evaluate_backbone", "load_trained_backbone"]
+__all__ = ["test_features", "evaluate_backbone", "load_trained_backbone", "within_set_map",
+           "mean_pairwise_cosine", "backbone_report"]
 
 
 def test_features(backbone: nn.Module, eval_sets: dict, *, batch_size: int = 256,
@@ -28,6 +29,55 @@ def evaluate_backbone(backbone: nn.Module, eval_sets: dict, *, ap: str = "interp
     q, g = test_features(backbone, eval_sets, **kwargs)
     return evaluate_retrieval(q.features[q.valid], q.labels[q.valid], g.features[g.valid],
                               g.labels[g.valid], ap=ap)
+
+
+def within_set_map(features: FeatureSet) -> float:
+    """mAP@all inside one labelled set: its even-indexed images query its odd-indexed ones.
+
+    Splitting the set keeps every image out of its own gallery (a self-match would be a free hit
+    at rank 1).
+    """
+    import torch
+
+    from amalib.metrics import evaluate_retrieval
+
+    even = torch.arange(len(features)) % 2 == 0
+    q, g = features.valid & even, features.valid & ~even
+    return evaluate_retrieval(features.features[q], features.labels[q], features.features[g],
+                              features.labels[g])["mAP@all"]
+
+
+def mean_pairwise_cosine(features) -> float:
+    """Mean cosine similarity over all pairs of distinct rows of L2-normalised ``features``.
+
+    1.0 means every input maps to the same direction (a collapsed embedding); a spread-out
+    embedding is far below.
+    """
+    n = len(features)
+    if n < 2:
+        raise ValueError("need at least two feature rows")
+    total = features.sum(0)
+    return float((total @ total - (features * features).sum()) / (n * (n - 1)))
+
+
+def backbone_report(backbone: nn.Module, eval_sets: dict, **kwargs) -> dict:
+    """How genuine a starting backbone is, on the unseen (test) classes.
+
+    Returns ``{"sketch->photo", "photo->photo", "sketch->sketch", "sketch_cosine"}``: the
+    zero-shot task's mAP@all, the within-domain mAP@all of photos and of sketches
+    (:func:`within_set_map`) and the mean pairwise cosine of the sketch queries
+    (:func:`mean_pairwise_cosine`). A report only: nothing may be selected on it.
+    """
+    from amalib.metrics import evaluate_retrieval
+
+    q, g = test_features(backbone, eval_sets, **kwargs)
+    return {
+        "sketch->photo": evaluate_retrieval(q.features[q.valid], q.labels[q.valid],
+                                            g.features[g.valid], g.labels[g.valid])["mAP@all"],
+        "photo->photo": within_set_map(g),
+        "sketch->sketch": within_set_map(q),
+        "sketch_cosine": mean_pairwise_cosine(q.features[q.valid]),
+    }
 
 
 def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> tuple[nn.Module, dict]:

@@ -156,7 +156,9 @@ class Trainer:
             self._resume(resume)
         self.clusters: dict[str, list] = {}
         self._prototypes: dict[str, list[torch.Tensor]] = {}
-        self.stats: dict[str, torch.Tensor] = {}  # last step's statistics (cc_kept_*)
+        # The current step's statistics (cc_kept_*: the share of the batch the confidence filter
+        # keeps); metrics.jsonl records their epoch means.
+        self.stats: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ setup
     def log(self, line: str) -> None:
@@ -543,6 +545,8 @@ class Trainer:
                     self.cluster(epoch)
                 self.student.train()
                 sums: dict[str, torch.Tensor] = {}
+                stat_sums: dict[str, torch.Tensor] = {}
+                stat_counts: dict[str, int] = {}
                 skip = self.start_step if epoch == self.start_epoch else 0
                 bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
                            leave=False, disable=not (self.progress and du.is_main_process()))
@@ -551,9 +555,14 @@ class Trainer:
                     if step < skip:
                         continue
                     global_step = epoch * self.steps_per_epoch + step
+                    self.stats = {}
                     out = self.train_step(batch, epoch, global_step)
                     for k, v in out.items():
                         sums[k] = sums.get(k, 0.0) + v
+                    # Epoch means of the step statistics (cc_kept_*), over the steps that had them.
+                    for k, v in self.stats.items():
+                        stat_sums[k] = stat_sums.get(k, 0.0) + v
+                        stat_counts[k] = stat_counts.get(k, 0) + 1
                     n_steps += 1
                     if (step + 1) % check_every == 0 and not torch.isfinite(out["total"]):
                         self._diverged(epoch, step, out)
@@ -576,7 +585,8 @@ class Trainer:
                           "lr": float(self.lr_schedule[min((epoch + 1) * self.steps_per_epoch - 1,
                                                           len(self.lr_schedule) - 1)]),
                           "weights": self.schedule.weights(epoch),
-                          "loss": means, **{k: float(v) for k, v in self.stats.items()}}
+                          "loss": means,
+                          **{k: float(v) / stat_counts[k] for k, v in stat_sums.items()}}
                 every = int(self.cfg["eval"]["every"])
                 if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
                     record["eval"] = self.evaluate()

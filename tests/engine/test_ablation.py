@@ -9,7 +9,15 @@ import yaml
 from tiny_benchmark import tiny_overrides
 
 from amalib.engine import ablation
-from amalib.engine.ablation import ABLATIONS, STARTING_BACKBONE, format_ablation, run_ablation
+from amalib.engine.ablation import (
+    ABLATIONS,
+    AMA,
+    ORACLE,
+    STARTING_BACKBONE,
+    format_ablation,
+    gap_closed,
+    run_ablation,
+)
 from amalib.metrics import METRIC_KEYS
 
 
@@ -20,7 +28,7 @@ def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, 
     overrides = tiny_overrides(tiny_root, **{"train.epochs": 1, "train.max_steps_per_epoch": 1})
     table = run_ablation(out, seeds=(0,), overrides=overrides, log=lambda _line: None)
 
-    assert list(table) == [STARTING_BACKBONE, *ABLATIONS]
+    assert list(table) == [STARTING_BACKBONE, *ABLATIONS, ORACLE]
     for runs in table.values():
         for metrics in runs.values():
             assert set(metrics) == set(METRIC_KEYS)
@@ -41,6 +49,7 @@ def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, 
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr("amalib.engine.trainer.Trainer.fit", no_training)
+    monkeypatch.setattr("amalib.engine.ablation.train_oracle", no_training)
     assert run_ablation(out, seeds=(0,), overrides=overrides, log=lambda _line: None) == table
 
 
@@ -58,3 +67,45 @@ def test_ablation_variants_only_switch_terms():
     for switches in ABLATIONS.values():
         assert all(s.startswith("loss.schedule.use_") and s.endswith("=false") for s in switches)
     assert ablation.ABLATIONS["SD + CC + MA + SG (AMA)"] == []
+
+
+def test_gap_closed_is_the_share_of_the_start_to_oracle_gap():
+    row = lambda *values: {str(i): dict.fromkeys(METRIC_KEYS, v) for i, v in enumerate(values)}  # noqa: E731
+    table = {STARTING_BACKBONE: row(0.2), AMA: row(0.25, 0.35), ORACLE: row(0.6)}
+    # AMA's mean 0.30 closes (0.30 - 0.20) / (0.60 - 0.20) = 25 % of the gap.
+    assert gap_closed(table) == pytest.approx(0.25)
+    assert "AMA closes 25% of the starting backbone -> oracle gap" in format_ablation(table)
+    assert gap_closed({STARTING_BACKBONE: row(0.2), AMA: row(0.3)}) is None
+    assert gap_closed({**table, ORACLE: row(0.2)}) is None  # no gap to close
+
+
+@pytest.mark.slow
+def test_oracle_fine_tunes_the_starting_backbone_with_seen_labels(tiny_root, tmp_path,
+                                                                   monkeypatch):
+    from amalib.data.datasets import LabelledImages
+    from amalib.engine.config import load_config
+
+    overrides = tiny_overrides(tiny_root, **{"train.epochs": 1, "train.max_steps_per_epoch": 2})
+    cfg = load_config("mini", overrides)
+    lists, steps = [], []
+    real_init = LabelledImages.__init__
+
+    def spy_init(self, root, list_file, *args, **kwargs):
+        lists.append(str(list_file).rsplit("/", 1)[-1])
+        real_init(self, root, list_file, *args, **kwargs)
+
+    from amalib.engine import supervised
+
+    real_train = supervised.train_supervised
+
+    def spy_train(backbone, datasets, n_classes, **kwargs):
+        steps.append((kwargs["steps"], kwargs["batch_size"], n_classes))
+        return real_train(backbone, datasets, n_classes, **kwargs)
+
+    monkeypatch.setattr(LabelledImages, "__init__", spy_init)
+    monkeypatch.setattr("amalib.engine.supervised.train_supervised", spy_train)
+    result = ablation.train_oracle(cfg, tmp_path / "oracle")
+    # Seen-class training sketches and photos (then the evaluation's unseen test lists).
+    assert lists[-2:] == ["sketch_filelist_train.txt", "photo_filelist_train.txt"]
+    assert steps == [(2, 16, 4)]  # AMA's 1 epoch x 2 steps, 8 + 8 images, 4 seen classes
+    assert set(METRIC_KEYS) <= set(result)

@@ -32,3 +32,28 @@ def test_comparison_table_ratio():
     after = dict.fromkeys(METRIC_KEYS, 0.3)
     table = format_comparison(before, after)
     assert "1.50x" in table and table.count("\n") == len(METRIC_KEYS) + 1
+
+
+def test_term_health_flags_degenerate_self_distillation_and_an_empty_filter():
+    import math
+
+    from amalib.engine.demo import term_health
+
+    ln_k = math.log(4096)
+    history = [
+        {"epoch": 0, "loss": {"sd_sketch": 6.0, "sd_photo": ln_k * 0.97}},
+        {"epoch": 1, "loss": {"sd_sketch": 5.5, "sd_photo": ln_k * 1.02}, "cc_kept_sketch": 0.0,
+         "cc_kept_photo": 0.05},
+        {"epoch": 2, "loss": {"sd_sketch": 5.0, "sd_photo": ln_k}, "cc_kept_sketch": 0.1,
+         "cc_kept_photo": 0.07},
+    ]
+    health = term_health(history, 4096)
+    assert health["sd_photo"]["at_degenerate"] and not health["sd_sketch"]["at_degenerate"]
+    assert health["cc_kept_sketch"]["zero_in_epochs"] == [1]
+    assert health["cc_kept_photo"]["zero_in_epochs"] == []
+    assert len(health["warnings"]) == 2
+    assert "sd_photo" in health["warnings"][0] and "sketch images in epochs [1]" in \
+        health["warnings"][1]
+    # 6 % away from ln K in one epoch is not "stuck".
+    history[0]["loss"]["sd_photo"] = ln_k * 0.94
+    assert not term_health(history, 4096)["sd_photo"]["at_degenerate"]
