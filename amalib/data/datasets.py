@@ -11,12 +11,19 @@ A corrupt or truncated image is logged with its path and skipped: ``__getitem__`
 it. Each dataset counts what it skipped (``dataset.n_skipped``, shared with DataLoader worker
 processes; ``dataset.skipped_paths`` lists those met in the calling process) so that a run can
 report them at the end instead of dying.
+
+Training sets are different: the fused training step needs equal sketch and photo batches on
+every rank, so a dropped sample would break it. :class:`UnlabelledImages` built with
+``replace_unreadable=True`` (what :func:`build_training_sets` and :func:`build_pretrain_set`
+do) answers an unreadable index with another readable sample of the same list, chosen
+deterministically from the index, and counts it (``dataset.n_replaced``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,8 +68,9 @@ class _ImageList(Dataset):
                 f"file list not found: {self.list_file} (expected lines 'relative/path label', "
                 f"paths relative to {self.root}){hint}"
             )
-        # A shared counter: DataLoader workers inherit it, so the parent sees their skips.
+        # Shared counters: DataLoader workers inherit them, so the parent sees their skips.
         self._n_skipped = multiprocessing.get_context().Value("i", 0)
+        self._n_replaced = multiprocessing.get_context().Value("i", 0)
         self.skipped_paths: list[str] = []
 
     def __len__(self) -> int:
@@ -72,6 +80,11 @@ class _ImageList(Dataset):
     def n_skipped(self) -> int:
         """How many unreadable images were skipped (in this process and its loader workers)."""
         return int(self._n_skipped.value)
+
+    @property
+    def n_replaced(self) -> int:
+        """How many times an unreadable training image was answered with another one."""
+        return int(self._n_replaced.value)
 
     def _load(self, i: int):
         path = self.root / self.paths[i]
@@ -100,18 +113,59 @@ class UnlabelledImages(_ImageList):
         list_file: A ``relative/path label`` list (see :func:`read_file_list`).
         transform: Applied to the RGB :class:`PIL.Image.Image` (e.g. a multi-crop transform).
         layout: Optional description of the expected tree, appended to "not found" errors.
+        replace_unreadable: Answer an unreadable image with another readable one of the list
+            (training sets) instead of ``None``.
 
     Returns from ``__getitem__``:
-        ``(transform(image), i)``, or ``None`` when the image cannot be read.
+        ``(transform(image), i)``; for an unreadable image ``None``, or with
+        ``replace_unreadable`` ``(transform(other), j)`` for a readable index ``j != i``.
+
+    Raises:
+        RuntimeError: ``replace_unreadable`` and no readable replacement was found.
     """
 
-    def __init__(self, root, list_file, transform: Callable | None = None, *, layout: str = ""):
+    #: How many other samples an unreadable one may try before the dataset gives up.
+    max_replacement_tries = 64
+
+    def __init__(self, root, list_file, transform: Callable | None = None, *, layout: str = "",
+                 replace_unreadable: bool = False):
         super().__init__(root, list_file, transform, layout=layout)
         self.paths: list[str] = [path for path, _label in read_file_list(self.list_file)]
+        self.replace_unreadable = replace_unreadable
+        self._unreadable: set[int] = set()  # per process: known-bad indices are not re-decoded
 
     def __getitem__(self, i: int):
-        image = self._load(i)
-        return None if image is None else (image, i)
+        image = None if i in self._unreadable else self._load(i)
+        if image is not None:
+            return image, i
+        if not self.replace_unreadable:
+            return None
+        self._unreadable.add(i)
+        return self._replacement(i)
+
+    def _replacement(self, i: int):
+        """Another readable sample for the unreadable index ``i``: the same in every process and
+        epoch (drawn from a generator seeded by ``i``), returned with its own index so that the
+        engine looks up *its* cluster assignment."""
+        rng = random.Random(i)
+        for _ in range(min(self.max_replacement_tries, len(self) - 1)):
+            j = rng.randrange(len(self))
+            if j == i or j in self._unreadable:
+                continue
+            image = self._load(j)
+            if image is None:
+                self._unreadable.add(j)
+                continue
+            with self._n_replaced.get_lock():
+                self._n_replaced.value += 1
+            log.warning("replaced unreadable image %s by %s", self.root / self.paths[i],
+                        self.root / self.paths[j])
+            return image, j
+        raise RuntimeError(
+            f"{self.list_file}: image {self.root / self.paths[i]} is unreadable and so were "
+            f"{self.max_replacement_tries} other images of the list tried in its place; check "
+            f"the files under {self.root} (re-extract or regenerate the data)"
+        )
 
 
 class LabelledImages(_ImageList):
@@ -189,12 +243,16 @@ def build_training_sets(
         photo_transform: Multi-crop transform for photos.
 
     Returns:
-        ``(sketch_dataset, photo_dataset)``, each yielding ``(crops, index)``.
+        ``(sketch_dataset, photo_dataset)``, each yielding ``(crops, index)``; an unreadable
+        image is replaced by another readable one of its domain (``replace_unreadable=True``),
+        so every batch has ``batch_size`` samples.
     """
     root, images = _paths(root, spec)
     layout = spec.layout(root)
-    sketch = UnlabelledImages(images, root / spec.sketch_train, sketch_transform, layout=layout)
-    photo = UnlabelledImages(images, root / spec.photo_train, photo_transform, layout=layout)
+    sketch = UnlabelledImages(images, root / spec.sketch_train, sketch_transform, layout=layout,
+                              replace_unreadable=True)
+    photo = UnlabelledImages(images, root / spec.photo_train, photo_transform, layout=layout,
+                             replace_unreadable=True)
     return sketch, photo
 
 
@@ -245,5 +303,6 @@ def build_pretrain_set(root, spec: BenchmarkSpec, transform: Callable) -> Unlabe
         raise ValueError(f"benchmark {spec.name!r} has no pretraining photo pool")
     root, images = _paths(root, spec)
     return UnlabelledImages(
-        images, root / spec.pretrain_photos, transform, layout=spec.layout(root)
+        images, root / spec.pretrain_photos, transform, layout=spec.layout(root),
+        replace_unreadable=True,
     )

@@ -33,7 +33,7 @@ from amalib.engine.config import ConfigError, save_config
 from amalib.engine.features import FeatureSet, extract_features
 from amalib.engine.objective import ObjectiveSchedule
 from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, seed_everything
-from amalib.losses.mutual_alignment import mutual_alignment_multi
+from amalib.losses.mutual_alignment import MA_CROPS, mutual_alignment_multi, mutual_alignment_rows
 from amalib.models.student_teacher import ema_update
 
 __all__ = ["Trainer", "TrainingDivergedError", "resolve_pretrained", "train"]
@@ -293,7 +293,14 @@ class Trainer:
             prototype_temperature=ccfg["prototype_temperature"],
             confidence_threshold=ccfg["confidence_threshold"],
         )
-        self.ma_loss = MutualAlignmentLoss(**lcfg["mutual_alignment"])
+        macfg = dict(lcfg["mutual_alignment"])
+        # Which student rows L_MA uses; run configs written before the key existed used the first
+        # global crop only.
+        self.ma_crops = macfg.pop("crops", "first_global")
+        if self.ma_crops not in MA_CROPS:
+            raise ConfigError(f"loss.mutual_alignment.crops must be one of {MA_CROPS}, "
+                              f"got {self.ma_crops!r}")
+        self.ma_loss = MutualAlignmentLoss(**macfg)
         self.sg_loss = SimilarityGuidanceLoss(**lcfg["similarity_guidance"])
 
         global_batch = self.cfg["data"]["batch_size"] * self.dist.world_size
@@ -452,6 +459,10 @@ class Trainer:
         indices = {d: batch[d][1] for d in domains}
         n_crops = len(crops[domains[0]])
         b = crops[domains[0]][0].shape[0]
+        sizes = {d: crops[d][0].shape[0] for d in domains}  # shapes: host values, no sync
+        if len(set(sizes.values())) > 1:
+            raise RuntimeError(f"the fused step needs equal batches per domain, got {sizes}; the "
+                               "training sets must replace unreadable images (replace_unreadable)")
         fused = [torch.cat([crops[d][c] for d in domains]) for c in range(n_crops)]
         amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp
                else nullcontext())
@@ -484,8 +495,9 @@ class Trainer:
                 self.stats[f"cc_kept_{d}"] = self.cc_loss.last_stats["kept_fraction"]
             losses["cc"] = sum(cc)
         if weights["ma"] > 0:
+            rows = mutual_alignment_rows(self.ma_crops, b, self.n_global)
             losses["ma"] = mutual_alignment_multi(
-                self.ma_loss, s_norm["sketch"][:b], s_norm["photo"][:b],
+                self.ma_loss, s_norm["sketch"][:rows], s_norm["photo"][:rows],
                 self._prototypes["sketch"], self._prototypes["photo"],
             )
         if weights["sg"] > 0:
@@ -539,6 +551,7 @@ class Trainer:
         with _StopRequest() as stop:
             for epoch in range(self.start_epoch, self.epochs):
                 t_epoch = time.perf_counter()
+                replaced_before = {d: self._n_replaced(d) for d in self.domains}
                 seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
                 self.stats = {}
                 if self.mode == "ama" and self.schedule.needs_clustering(epoch):
@@ -587,6 +600,12 @@ class Trainer:
                           "weights": self.schedule.weights(epoch),
                           "loss": means,
                           **{k: float(v) / stat_counts[k] for k, v in stat_sums.items()}}
+                replaced = {d: self._n_replaced(d) - replaced_before[d] for d in self.domains}
+                if any(replaced.values()):
+                    record["replaced_unreadable"] = replaced
+                    self.log("  replaced unreadable training images by readable ones of the same "
+                             "domain: " + ", ".join(f"{d} {n}" for d, n in replaced.items()) +
+                             " (this process; the warnings name the files)")
                 every = int(self.cfg["eval"]["every"])
                 if self.mode == "ama" and ((epoch + 1) % every == 0 or epoch == self.epochs - 1):
                     record["eval"] = self.evaluate()
@@ -598,6 +617,9 @@ class Trainer:
         if du.is_main_process():
             self.plot_curves()
         return self.history
+
+    def _n_replaced(self, domain: str) -> int:
+        return getattr(self.train_sets[domain], "n_replaced", 0)
 
     def _diverged(self, epoch: int, step: int, out: dict) -> None:
         values = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())

@@ -129,3 +129,33 @@ def test_training_sets_have_their_own_sizes(make_tree, tmp_path):
     lst.write_text(lst.read_text() + lst.read_text())  # photos twice as many as sketches
     sketch, photo = build_training_sets(root, spec, None, None)
     assert (len(sketch), len(photo)) == (4, 8)
+
+
+def test_training_set_replaces_unreadable_images_with_readable_ones(listed, caplog):
+    root, lst = listed
+    _break(root, caplog)  # images 1 and 2 are unreadable
+    ds = UnlabelledImages(root, lst, transform=eval_transform(20, 16), replace_unreadable=True)
+    samples = [ds[i] for i in range(len(ds))]
+    assert all(s is not None and s[0].shape == (3, 16, 16) for s in samples)
+    indices = [s[1] for s in samples]
+    assert indices[0] == 0 and indices[3] == 3
+    assert set(indices[1:3]) <= {0, 3}  # a readable sample, returned with its own index
+    assert ds.n_replaced == 2 and ds.n_skipped == 2
+    assert [ds[1][1], ds[2][1]] == indices[1:3]  # the same replacement every time
+    assert ds.n_skipped == 2  # known-bad files are not decoded again
+    assert "replaced unreadable image" in caplog.text and "img 1.png" in caplog.text
+    # A whole training batch keeps its size through the loader.
+    images, idx = next(iter(DataLoader(ds, batch_size=4)))
+    assert images.shape[0] == 4 and len(idx) == 4
+
+
+def test_training_set_with_nothing_readable_names_the_list(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(3):
+        (root / f"{i}.png").write_bytes(b"not a png")
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{i}.png 0\n" for i in range(3)))
+    ds = UnlabelledImages(root, lst, replace_unreadable=True)
+    with pytest.raises(RuntimeError, match=r"list\.txt.*0\.png is unreadable"):
+        ds[0]

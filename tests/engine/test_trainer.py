@@ -168,3 +168,43 @@ def test_cnn_stem_trains_and_the_teacher_follows_its_batch_norm(tiny_config, tmp
     with pytest.raises(ConfigError, match="model.stem is 'cnn'"):
         Trainer(tiny_config(**{"model.stem": "cnn", "model.pretrained": "hub:vit_tiny"}),
                 tmp_path / "hub", progress=False, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_truncated_sketches_are_replaced_and_batches_stay_equal(tiny_root, tmp_path):
+    """Issue 18.1: an unreadable training image used to shrink one domain's batch and crash the
+    fused step; it is replaced by a readable image of its domain, counted and logged."""
+    import shutil
+
+    from tiny_benchmark import tiny_overrides
+
+    from amalib.data.benchmarks import read_file_list, resolve_benchmark
+    from amalib.engine.config import load_config
+
+    root = tmp_path / "mini"
+    shutil.copytree(tiny_root, root)
+    spec = resolve_benchmark(root, "mini")
+    sketches = [path for path, _ in read_file_list(root / spec.sketch_train)]
+    broken = sketches[::8]  # 4 of the 32 seen-class sketches
+    for rel in broken:
+        path = root / spec.image_root / rel
+        path.write_bytes(path.read_bytes()[:60])  # truncated
+    # One epoch of 4 steps x 8 draws every one of the 32 sketches once.
+    cfg = load_config("mini", tiny_overrides(root, **{
+        "train.epochs": 1, "train.max_steps_per_epoch": 4}))
+    cfg["data"]["generate"] = None  # use the damaged tree as it is
+    lines = []
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lines.append)
+    sizes = []
+    original = trainer.train_step
+
+    def recording(batch, epoch, global_step):
+        sizes.append({d: len(indices) for d, (_, indices) in batch.items()})
+        return original(batch, epoch, global_step)
+
+    trainer.train_step = recording
+    history = trainer.fit()
+    assert sizes == [{"sketch": 8, "photo": 8}] * 4
+    assert history[0]["replaced_unreadable"] == {"sketch": len(broken), "photo": 0}
+    assert any("replaced unreadable training images" in line and f"sketch {len(broken)}" in line
+               for line in lines)
