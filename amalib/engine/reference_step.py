@@ -28,6 +28,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from amalib.losses.mutual_alignment import mutual_alignment_rows
+
 __all__ = ["dino_loss_pairwise", "reference_losses", "reference_train_step"]
 
 
@@ -126,8 +128,8 @@ def reference_losses(trainer, batch: dict, epoch: int) -> dict[str, torch.Tensor
         terms = []
         for r_sketch, r_photo in zip(trainer.clusters["sketch"], trainer.clusters["photo"]):
             for d in ("sketch", "photo"):
-                b = batch[d][0][0].shape[0]
-                terms.append(trainer.ma_loss(s_norm[d][:b], r_sketch.centroids.to(device),
+                rows = mutual_alignment_rows(trainer.ma_crops, batch[d][0][0].shape[0], n_global)
+                terms.append(trainer.ma_loss(s_norm[d][:rows], r_sketch.centroids.to(device),
                                              r_photo.centroids.to(device)))
         losses["ma"] = sum(terms) / len(terms)
     if weights["sg"] > 0:

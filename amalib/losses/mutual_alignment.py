@@ -15,7 +15,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MutualAlignmentLoss", "mutual_alignment_multi"]
+__all__ = ["MA_CROPS", "MutualAlignmentLoss", "mutual_alignment_multi", "mutual_alignment_rows"]
+
+#: Values of ``loss.mutual_alignment.crops``: which student rows L_MA uses.
+MA_CROPS = ("first_global", "both_global")
+
+
+def mutual_alignment_rows(crops: str, batch: int, n_global: int) -> int:
+    """How many leading rows of a domain's crop-major student features L_MA uses.
+
+    Rows are crop-major (row ``c * batch + i`` is crop ``c`` of sample ``i``, global crops
+    first), so the rows used are always a prefix:
+
+    * ``"first_global"``: the first global crop of every sample, ``batch`` rows (amalib's
+      original choice, one row per image).
+    * ``"both_global"``: every global crop, ``n_global * batch`` rows. This is what the release
+      does: ``dist_of_logit_loss`` takes ``q[0 : q.shape[0] / 5]`` of 2 global + 8 local crops,
+      i.e. ``2 * batch`` rows, both global crops (the float slice index is one of the release's
+      defects; read as ``//``). The distance matrices are then ``2B x 2B`` and each row's squared
+      norm sums over twice as many columns, so on random inputs the loss is about twice the
+      ``first_global`` value (2.0-2.1 measured): the release's effective MA weight is about
+      twice that of ``first_global`` at the same ``ma_weight``.
+
+    Args:
+        crops: ``"first_global"`` or ``"both_global"``.
+        batch: samples per domain in the batch (``B``).
+        n_global: global crops per sample.
+
+    Returns:
+        The number of rows, ``batch`` or ``n_global * batch``.
+
+    Raises:
+        ValueError: on an unknown ``crops``.
+    """
+    if crops == "first_global":
+        return batch
+    if crops == "both_global":
+        return n_global * batch
+    raise ValueError(f"crops must be one of {MA_CROPS}, got {crops!r}")
 
 
 class MutualAlignmentLoss(nn.Module):

@@ -9,7 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from amalib.losses.mutual_alignment import MutualAlignmentLoss, mutual_alignment_multi
+from amalib.losses.mutual_alignment import (
+    MutualAlignmentLoss,
+    mutual_alignment_multi,
+    mutual_alignment_rows,
+)
 
 
 def reference_mutual_alignment(features, sketch_protos, photo_protos, temperature):
@@ -107,3 +111,75 @@ def test_multi_averages_domains_and_granularities():
     assert got.item() == pytest.approx(sum(terms) / len(terms), rel=1e-8)
     with pytest.raises(ValueError):
         mutual_alignment_multi(loss_fn, sketch_feats, photo_feats, sketch_protos, photo_protos[:1])
+
+
+def release_dist_of_logit_loss(q_a, q_b, centroids_a, centroids_b, temp=0.01):
+    """The release's ``AMAModel.dist_of_logit_loss`` and its caller, written out.
+
+    ``builder.py``: ``q = q[0 : q.shape[0] / 5]`` (read as ``//``: the float index is a release
+    defect), then per granularity and per domain ``pairwise_distance(D_A, D_B) ** 2`` averaged
+    over rows; ``main.py`` averages the list of all those terms.
+    """
+
+    def dist_cal(feat, proto):
+        logits = F.softmax(feat @ proto.T / temp, dim=1)
+        return 1.0 - F.normalize(logits, dim=1) @ F.normalize(logits.T, dim=0)
+
+    q_a = q_a[0 : q_a.shape[0] // 5]
+    q_b = q_b[0 : q_b.shape[0] // 5]
+    terms = []
+    for proto_a, proto_b in zip(centroids_a, centroids_b):
+        for feat in (q_a, q_b):
+            d_a, d_b = dist_cal(feat, proto_a), dist_cal(feat, proto_b)
+            terms.append((F.pairwise_distance(d_a, d_b, p=2) ** 2).mean())
+    return torch.stack(terms).mean()
+
+
+def _ten_crop_features(batch, dim, seed):
+    """Crop-major student features of 2 global + 8 local crops, as the release sees them."""
+    return normalised(10 * batch, dim, seed=seed)
+
+
+@pytest.mark.parametrize(("batch", "dim", "sizes"), [(4, 16, (3, 5)), (7, 8, (2, 6, 9))])
+def test_both_global_rows_match_the_release_row_selection(batch, dim, sizes):
+    sketch = _ten_crop_features(batch, dim, seed=batch)
+    photo = _ten_crop_features(batch, dim, seed=batch + 1)
+    protos_a = [normalised(k, dim, seed=40 + k) for k in sizes]
+    protos_b = [normalised(k, dim, seed=60 + k) for k in sizes]
+    want = release_dist_of_logit_loss(sketch, photo, protos_a, protos_b)
+    loss_fn = MutualAlignmentLoss(0.01)
+
+    rows = mutual_alignment_rows("both_global", batch, n_global=2)
+    assert rows == 2 * batch
+    got = mutual_alignment_multi(loss_fn, sketch[:rows], photo[:rows], protos_a, protos_b)
+    # pairwise_distance adds eps = 1e-6 to the difference before the norm.
+    assert got.item() == pytest.approx(want.item(), rel=1e-4)
+
+    first = mutual_alignment_rows("first_global", batch, n_global=2)
+    assert first == batch
+    amalib_first = mutual_alignment_multi(loss_fn, sketch[:first], photo[:first], protos_a, protos_b)
+    assert amalib_first.item() != pytest.approx(want.item(), rel=1e-2)
+
+
+def test_both_global_is_about_twice_first_global_on_random_inputs():
+    """Each row of the 2B x 2B distance matrices sums over twice as many columns: on independent
+    random features the release's rows give about twice amalib's original loss (2.04 on average
+    here; the review that opened issue 17 quoted ~2.5x)."""
+    batch, dim = 32, 64
+    ratios = []
+    for seed in range(5):
+        sketch = _ten_crop_features(batch, dim, seed=100 + seed)
+        photo = _ten_crop_features(batch, dim, seed=150 + seed)
+        protos_a = [normalised(k, dim, seed=200 + seed * 10 + k) for k in (5, 10)]
+        protos_b = [normalised(k, dim, seed=300 + seed * 10 + k) for k in (5, 10)]
+        loss_fn = MutualAlignmentLoss(0.01)
+        both = mutual_alignment_multi(loss_fn, sketch[: 2 * batch], photo[: 2 * batch],
+                                      protos_a, protos_b)
+        first = mutual_alignment_multi(loss_fn, sketch[:batch], photo[:batch], protos_a, protos_b)
+        ratios.append(both.item() / first.item())
+    assert 1.8 < sum(ratios) / len(ratios) < 2.4
+
+
+def test_unknown_rows_choice_is_an_error():
+    with pytest.raises(ValueError, match="first_global"):
+        mutual_alignment_rows("all", 4, 2)

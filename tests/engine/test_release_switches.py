@@ -1,0 +1,91 @@
+"""The switches that choose between amalib's choices and the release's behaviour (issue 17).
+
+Each test drives a :class:`~amalib.engine.trainer.Trainer` on the tiny benchmark with one switch
+set and compares what the switch changes with a plain re-computation of the release's behaviour.
+The patch-projection stem is used (``model.stem=patch``): the CNN stem's batch norm normalises
+the fused sketch+photo batch, which a per-domain recomputation cannot reproduce.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tiny_benchmark import tiny_overrides
+
+from amalib.engine.config import ConfigError, load_config
+from amalib.engine.reference_step import reference_losses
+from amalib.engine.trainer import Trainer
+from amalib.losses.mutual_alignment import mutual_alignment_multi
+
+
+def _trainer(tiny_root, tmp_path, **extra) -> Trainer:
+    values = {"model.drop_path_rate": 0.0, "model.stem": "patch", **extra}
+    cfg = load_config("mini", tiny_overrides(tiny_root, **values))
+    t = Trainer(cfg, tmp_path, progress=False, log=lambda _: None)
+    t.stats = {}
+    return t
+
+
+def _student_features(trainer, batch) -> dict[str, torch.Tensor]:
+    """Crop-major, L2-normalised student CLS features per domain, one backbone call per crop."""
+    out = {}
+    for d in trainer.domains:
+        crops = [c.to(trainer.device) for c in batch[d][0]]
+        out[d] = torch.cat([F.normalize(trainer.student.backbone(c), dim=1) for c in crops])
+    return out
+
+
+# ----------------------------------------------------------------- loss.mutual_alignment.crops
+@pytest.mark.parametrize("crops", ["first_global", "both_global"])
+def test_mutual_alignment_uses_the_chosen_rows(tiny_root, tmp_path, crops):
+    trainer = _trainer(tiny_root, tmp_path, **{"loss.mutual_alignment.crops": crops})
+    assert trainer.ma_crops == crops
+    trainer.cluster(1)
+    trainer.student.train()
+    batch = next(trainer._batches(1))
+    b = batch["sketch"][0][0].shape[0]
+    with torch.no_grad():
+        fused = trainer.compute_losses(batch, 1)["ma"]
+        reference = reference_losses(trainer, batch, 1)["ma"]
+        feats = _student_features(trainer, batch)
+        protos = {d: [r.centroids for r in trainer.clusters[d]] for d in trainer.domains}
+        want = {
+            rows: mutual_alignment_multi(trainer.ma_loss, feats["sketch"][:rows],
+                                         feats["photo"][:rows], protos["sketch"], protos["photo"])
+            for rows in (b, 2 * b)
+        }
+    rows = b if crops == "first_global" else 2 * b
+    torch.testing.assert_close(fused, want[rows], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(reference, want[rows], rtol=1e-4, atol=1e-6)
+    assert float((want[b] - want[2 * b]).abs()) > 1e-4  # the two choices do differ here
+
+
+def test_mutual_alignment_crops_is_checked_and_optional(tiny_root, tmp_path):
+    with pytest.raises(ConfigError, match="loss.mutual_alignment.crops"):
+        _trainer(tiny_root, tmp_path / "bad", **{"loss.mutual_alignment.crops": "all"})
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch"}))
+    del cfg["loss"]["mutual_alignment"]["crops"]  # a run config saved before the switch existed
+    trainer = Trainer(cfg, tmp_path / "old", progress=False, log=lambda _: None)
+    assert trainer.ma_crops == "first_global"
+
+
+# ----------------------------------------------------------------- what the shipped configs set
+RELEASE_SWITCHES = {
+    ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(RELEASE_SWITCHES))
+def test_release_configs_set_the_release_behaviour_and_mini_keeps_amalibs(path):
+    release_value, mini_value = RELEASE_SWITCHES[path]
+    for name in ("release", "sketchy21", "sketchy25", "tuberlin", "quickdraw"):
+        node = load_config(name)
+        for key in path:
+            node = node[key]
+        assert node == release_value, (name, path)
+    for name in ("mini", "mini_pretrain"):
+        node = load_config(name)
+        for key in path:
+            node = node[key]
+        assert node == mini_value, (name, path)
