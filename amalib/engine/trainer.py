@@ -282,10 +282,22 @@ class Trainer:
         tcfg, lcfg = self.cfg["train"], self.cfg["loss"]
         epochs = int(tcfg["epochs"])
         self.epochs = epochs
+        dcfg = dict(lcfg["dino"])
+        # One DINO centre per domain (amalib) or one shared by both (the release: one DINOLoss,
+        # called on the sketches and then on the photos, each call updating the centre). Run
+        # configs written before the key existed had one centre per domain.
+        center = dcfg.pop("center", "per_domain")
+        if center not in ("per_domain", "shared"):
+            raise ConfigError(f"loss.dino.center must be 'per_domain' or 'shared', got {center!r}")
+
+        def dino_loss() -> DINOLoss:
+            return DINOLoss(self.cfg["model"]["out_dim"], n_epochs=max(epochs, 1),
+                            n_global=self.n_global, **dcfg)
+
+        shared = dino_loss() if center == "shared" else None
+        # compute_losses calls them in DOMAINS order (sketch, then photo), as the release does.
         self.dino_losses = nn.ModuleDict({
-            d: DINOLoss(self.cfg["model"]["out_dim"], n_epochs=max(epochs, 1),
-                        n_global=self.n_global, **lcfg["dino"])
-            for d in self.domains
+            d: shared if shared is not None else dino_loss() for d in self.domains
         }).to(self.device)
         ccfg = lcfg["cluster"]
         self.cc_loss = ClusterContrastLoss(

@@ -70,9 +70,76 @@ def test_mutual_alignment_crops_is_checked_and_optional(tiny_root, tmp_path):
     assert trainer.ma_crops == "first_global"
 
 
+# ----------------------------------------------------------------- loss.dino.center
+def _release_dino_step(student_out, teacher_out, center, teacher_temp, student_temp, momentum):
+    """The release's ``DINOLoss.forward`` for one domain, written out: the loss with the current
+    centre, then ``center <- m * center + (1 - m) * batch mean`` (``ex_losses.py``)."""
+    n_global, n_crops = len(teacher_out), len(student_out)
+    total, n_terms = 0.0, 0
+    for g in range(n_global):
+        q = F.softmax((teacher_out[g] - center) / teacher_temp, dim=-1)
+        for c in range(n_crops):
+            if c == g:
+                continue
+            total = total + torch.sum(-q * F.log_softmax(student_out[c] / student_temp, dim=-1),
+                                      dim=-1).mean()
+            n_terms += 1
+    batch_center = torch.cat(teacher_out).mean(0, keepdim=True)
+    return total / n_terms, center * momentum + batch_center * (1 - momentum)
+
+
+def _head_outputs(net, crops) -> list[torch.Tensor]:
+    return [net.head(net.backbone(c)) for c in crops]
+
+
+@pytest.mark.parametrize("center", ["shared", "per_domain"])
+def test_dino_centre_shared_follows_the_release_sequential_update(tiny_root, tmp_path, center):
+    trainer = _trainer(tiny_root, tmp_path, **{"loss.dino.center": center})
+    sketch_loss, photo_loss = trainer.dino_losses["sketch"], trainer.dino_losses["photo"]
+    assert (sketch_loss is photo_loss) == (center == "shared")
+    torch.manual_seed(0)
+    start = {d: 0.3 * torch.randn(1, trainer.cfg["model"]["out_dim"]) for d in trainer.domains}
+    for d in trainer.domains:
+        trainer.dino_losses[d].center.copy_(start[d])  # shared: the photo value wins
+    c0 = {d: trainer.dino_losses[d].center.clone() for d in trainer.domains}
+    trainer.student.train()
+    batch = next(trainer._batches(0))
+    with torch.no_grad():
+        got = trainer.compute_losses(batch, 0)
+        crops = {d: [c.to(trainer.device) for c in batch[d][0]] for d in trainer.domains}
+        s_out = {d: _head_outputs(trainer.student, crops[d]) for d in trainer.domains}
+        t_out = {d: _head_outputs(trainer.teacher, crops[d][: trainer.n_global])
+                 for d in trainer.domains}
+    args = (sketch_loss.teacher_temp(0), sketch_loss.student_temp, sketch_loss.center_momentum)
+    if center == "shared":  # one centre: the sketch call updates it, the photo call sees that
+        want_sketch, c1 = _release_dino_step(s_out["sketch"], t_out["sketch"], c0["sketch"], *args)
+        want_photo, c2 = _release_dino_step(s_out["photo"], t_out["photo"], c1, *args)
+        want_centres = {"sketch": c2, "photo": c2}
+    else:
+        want_sketch, c_s = _release_dino_step(s_out["sketch"], t_out["sketch"], c0["sketch"], *args)
+        want_photo, c_p = _release_dino_step(s_out["photo"], t_out["photo"], c0["photo"], *args)
+        want_centres = {"sketch": c_s, "photo": c_p}
+    torch.testing.assert_close(got["sd_sketch"], want_sketch, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got["sd_photo"], want_photo, rtol=1e-4, atol=1e-5)
+    for d in trainer.domains:
+        torch.testing.assert_close(trainer.dino_losses[d].center, want_centres[d],
+                                   rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(want_centres["sketch"], want_centres["photo"]) or center == "shared"
+
+
+def test_dino_centre_is_checked_and_optional(tiny_root, tmp_path):
+    with pytest.raises(ConfigError, match="loss.dino.center"):
+        _trainer(tiny_root, tmp_path / "bad", **{"loss.dino.center": "global"})
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch"}))
+    del cfg["loss"]["dino"]["center"]  # a run config saved before the switch existed
+    trainer = Trainer(cfg, tmp_path / "old", progress=False, log=lambda _: None)
+    assert trainer.dino_losses["sketch"] is not trainer.dino_losses["photo"]
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
+    ("loss", "dino", "center"): ("shared", "per_domain"),
 }
 
 
