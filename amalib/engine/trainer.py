@@ -244,6 +244,14 @@ class Trainer:
             stem=stem,
         )
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
+        # Which entry of a full DINO checkpoint the student starts from: "teacher" (amalib: both
+        # networks from the file's teacher) or "student" (the release: student from `student`,
+        # teacher from `teacher`). Files with one backbone load it into both either way. Run
+        # configs written before the key existed loaded the teacher into both.
+        init_student_from = mcfg.get("init_student_from", "teacher")
+        if init_student_from not in ("teacher", "student"):
+            raise ConfigError("model.init_student_from must be 'teacher' or 'student', got "
+                              f"{init_student_from!r}")
         if self.pretrained is None:
             self.log("model.pretrained is 'none': the backbone starts from RANDOM weights.")
         elif self.pretrained.startswith("hub:"):
@@ -258,9 +266,15 @@ class Trainer:
                 net.backbone.load_state_dict(backbone.state_dict(), strict=True)
             self.log(f"loaded backbone weights from {self.pretrained} (head: random init)")
         else:
-            report = load_dino_weights(student, teacher, self.pretrained)
+            source = "each" if init_student_from == "student" else "teacher"
+            report = load_dino_weights(student, teacher, self.pretrained, source=source)
             head = "with its head" if report.get("head_loaded") else "head: random init"
-            self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} ({head})")
+            which = ("student <- student, teacher <- teacher" if source == "each"
+                     else "teacher into both")
+            if report.get("kind") != "full":
+                which = "one backbone into both"
+            self.log(f"loaded {report.get('kind', 'DINO')} weights from {self.pretrained} "
+                     f"({which}; {head})")
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device)
         self.teacher.eval()  # train mode only inside train_step (batch-norm statistics)

@@ -136,10 +136,82 @@ def test_dino_centre_is_checked_and_optional(tiny_root, tmp_path):
     assert trainer.dino_losses["sketch"] is not trainer.dino_losses["photo"]
 
 
+# ----------------------------------------------------------------- model.init_student_from
+# Our parametrised weight-norm names -> the classic names of DINO's checkpoints.
+_TO_DINO_HEAD_KEYS = {
+    "last_layer.parametrizations.weight.original0": "last_layer.weight_g",
+    "last_layer.parametrizations.weight.original1": "last_layer.weight_v",
+}
+
+
+def _dino_layout(wrapper, prefix: str) -> dict[str, torch.Tensor]:
+    state = {f"{prefix}backbone.{k}": v.clone() for k, v in wrapper.backbone.state_dict().items()}
+    for key, value in wrapper.head.state_dict().items():
+        state[f"{prefix}head.{_TO_DINO_HEAD_KEYS.get(key, key)}"] = value.clone()
+    return state
+
+
+@pytest.fixture
+def full_checkpoint_with_different_networks(tiny_root, tmp_path):
+    """A DINO full checkpoint (student saved from DDP, teacher not) whose two networks differ."""
+    from amalib.models import build_student_teacher
+
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch"}))["model"]
+    torch.manual_seed(3)
+    student, teacher = build_student_teacher(
+        arch=cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
+        out_dim=cfg["out_dim"], hidden_dim=cfg["hidden_dim"],
+        bottleneck_dim=cfg["bottleneck_dim"], drop_path_rate=0.0, stem="patch")
+    with torch.no_grad():
+        for net in (student, teacher):
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "dino_full_checkpoint.pth"
+    torch.save({"student": _dino_layout(student, "module."), "teacher": _dino_layout(teacher, ""),
+                "epoch": 3}, path)
+    return path, student, teacher
+
+
+@pytest.mark.parametrize("source", ["student", "teacher"])
+def test_init_student_from_chooses_the_checkpoint_entry(
+    tiny_root, tmp_path, full_checkpoint_with_different_networks, source
+):
+    path, file_student, file_teacher = full_checkpoint_with_different_networks
+    trainer = _trainer(tiny_root, tmp_path / "run", **{"model.init_student_from": source,
+                                                       "model.pretrained": str(path)})
+    want_student = file_student if source == "student" else file_teacher
+    for ours, want in ((trainer.student, want_student), (trainer.teacher, file_teacher)):
+        for part in ("backbone", "head"):
+            mine = getattr(ours, part).state_dict()
+            theirs = getattr(want, part).state_dict()
+            assert set(mine) == set(theirs)
+            for key in theirs:
+                assert torch.equal(mine[key], theirs[key]), (source, part, key)
+    s_block = trainer.student.backbone.state_dict()["blocks.0.attn.qkv.weight"]
+    t_block = trainer.teacher.backbone.state_dict()["blocks.0.attn.qkv.weight"]
+    assert torch.equal(s_block, t_block) == (source == "teacher")
+
+
+def test_init_student_from_is_checked_and_optional(
+    tiny_root, tmp_path, full_checkpoint_with_different_networks
+):
+    path = full_checkpoint_with_different_networks[0]
+    with pytest.raises(ConfigError, match="model.init_student_from"):
+        _trainer(tiny_root, tmp_path / "bad", **{"model.init_student_from": "both",
+                                                 "model.pretrained": str(path)})
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch",
+                                                           "model.pretrained": str(path)}))
+    del cfg["model"]["init_student_from"]  # a run config saved before the switch existed
+    trainer = Trainer(cfg, tmp_path / "old", progress=False, log=lambda _: None)
+    assert torch.equal(trainer.student.backbone.state_dict()["blocks.0.attn.qkv.weight"],
+                       trainer.teacher.backbone.state_dict()["blocks.0.attn.qkv.weight"])
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
     ("loss", "dino", "center"): ("shared", "per_domain"),
+    ("model", "init_student_from"): ("student", "teacher"),
 }
 
 
