@@ -6,10 +6,32 @@ between epochs 20 and 100, and SG and MA starting at epoch 40 (Yin et al., AAAI 
 authors' release). Every weight and start epoch is configuration; every term can be switched off
 for ablations (its weight is then 0 at every epoch).
 
-Epochs are 0-based. Ramp convention (the release's): ``w_cc(e) = 0`` for
-``e <= cc_start_epoch``, ``cc_weight * (e - cc_start_epoch) / (cc_ramp_end_epoch -
-cc_start_epoch)`` in between, ``cc_weight`` from ``cc_ramp_end_epoch`` on. So with the defaults
-``w_cc(20) = 0``, ``w_cc(60) = 0.25``, ``w_cc(100) = 0.5``. A term is *active* from its start
+Epochs are 0-based. Two readings of the CC ramp (``cc_ramp_reading``):
+
+* ``"linear"`` (the default; METHOD.md's reading): ``w_cc(e) = 0`` for ``e <= cc_start_epoch``,
+  ``cc_weight * (e - cc_start_epoch) / (cc_ramp_end_epoch - cc_start_epoch)`` in between,
+  ``cc_weight`` from ``cc_ramp_end_epoch`` on. With the defaults ``w_cc(20) = 0``,
+  ``w_cc(39) = 0.11875``, ``w_cc(40) = 0.125``, ``w_cc(60) = 0.25``, ``w_cc(100) = 0.5``.
+* ``"release_line"``: the release's line as written (``main.py``, ``train``)::
+
+      if epoch <= args.cc_startepoch:
+          cur_cc_weight = args.cc_weightstart                       # 0.0
+      elif epoch < args.sg_startepoch:                              # 40
+          cur_cc_weight = args.ccweightstart + (args.cc_weightsature - args.cc_weightstart) * \
+              ((epoch - args.cc_startepoch) / (args.sg_satureepoch - args.cc_startepoch))
+      else:
+          cur_cc_weight = args.cc_weightsature                      # 0.5
+
+  It ramps only while ``epoch < sg_start_epoch`` and then jumps to the full weight. As
+  published it cannot run: ``args.ccweightstart`` is misspelt (``cc_weightstart``) and
+  ``args.sg_satureepoch`` does not exist, so epoch 21 raises. amalib reads the denominator as
+  ``cc_ramp_end_epoch - cc_start_epoch`` (the release's ``cc_satureepoch``), the only existing
+  argument of that shape: ``w_cc(20) = 0``, ``w_cc(39) = 0.11875``, then ``w_cc(40) =
+  w_cc(60) = w_cc(100) = 0.5``. The two readings agree up to ``sg_start_epoch - 1`` and differ
+  from ``sg_start_epoch`` on. (Were ``sg_start_epoch`` after ``cc_ramp_end_epoch``, the
+  release's formula would exceed ``cc_weight``; amalib caps it at ``cc_weight``.)
+
+A term is *active* from its start
 epoch (it is computed and can be logged, and clustering is run) even when its ramped weight is
 still 0 — so the CC loss is visible at epoch 20 before it contributes.
 """
@@ -23,10 +45,12 @@ from typing import Any
 
 import torch
 
-__all__ = ["ObjectiveSchedule", "TERMS"]
+__all__ = ["CC_RAMPS", "ObjectiveSchedule", "TERMS"]
 
 #: Keys of :meth:`ObjectiveSchedule.weights`, in table order.
 TERMS = ("sd_sketch", "sd_photo", "cc", "ma", "sg")
+#: Readings of the CC ramp (``loss.schedule.cc_ramp_reading``); see the module docstring.
+CC_RAMPS = ("linear", "release_line")
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,9 @@ class ObjectiveSchedule:
         sg_weight: weight of the similarity guidance term (applies to the sum of both domains).
         sg_start_epoch: first epoch of the SG term.
         use_sd, use_cc, use_ma, use_sg: switch a term off (weight 0 everywhere) for ablations.
+        cc_ramp_reading: ``"linear"`` (METHOD.md: 0 -> ``cc_weight`` between ``cc_start_epoch`` and
+            ``cc_ramp_end_epoch``) or ``"release_line"`` (the release's line: the same ramp
+            until ``sg_start_epoch``, then ``cc_weight``); see the module docstring.
     """
 
     sd_sketch_weight: float = 2.0
@@ -60,6 +87,7 @@ class ObjectiveSchedule:
     use_cc: bool = True
     use_ma: bool = True
     use_sg: bool = True
+    cc_ramp_reading: str = "linear"
 
     def __post_init__(self) -> None:
         for name in ("sd_sketch_weight", "sd_photo_weight", "cc_weight", "ma_weight", "sg_weight"):
@@ -68,6 +96,10 @@ class ObjectiveSchedule:
         for name in ("cc_start_epoch", "cc_ramp_end_epoch", "ma_start_epoch", "sg_start_epoch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cc_ramp_reading not in CC_RAMPS:
+            raise ValueError(
+                f"cc_ramp_reading must be one of {CC_RAMPS}, got {self.cc_ramp_reading!r}"
+            )
         if self.cc_ramp_end_epoch < self.cc_start_epoch:
             raise ValueError(
                 f"cc_ramp_end_epoch ({self.cc_ramp_end_epoch}) must be >= cc_start_epoch "
@@ -96,6 +128,12 @@ class ObjectiveSchedule:
 
     def cc_ramp(self, epoch: int) -> float:
         """Fraction in ``[0, 1]`` of ``cc_weight`` reached at ``epoch`` (ignores ``use_cc``)."""
+        if self.cc_ramp_reading == "release_line":
+            if epoch <= self.cc_start_epoch:
+                return 0.0
+            if epoch >= self.sg_start_epoch or epoch >= self.cc_ramp_end_epoch:
+                return 1.0
+            return (epoch - self.cc_start_epoch) / (self.cc_ramp_end_epoch - self.cc_start_epoch)
         if epoch <= self.cc_start_epoch:
             return 0.0 if epoch < self.cc_ramp_end_epoch else 1.0
         if epoch >= self.cc_ramp_end_epoch:

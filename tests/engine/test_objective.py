@@ -127,3 +127,34 @@ def test_combine_is_the_weighted_sum():
 
 def test_default_table_epochs():
     assert ObjectiveSchedule().default_table_epochs(200) == [0, 19, 20, 39, 40, 60, 99, 100, 199]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "linear", "release_line"),
+    [
+        (20, 0.0, 0.0),  # the start epoch: both 0 (the release's cc_weightstart)
+        (39, 0.5 * 19 / 80, 0.5 * 19 / 80),  # 0.11875: both still on the same ramp
+        (40, 0.5 * 20 / 80, 0.5),  # sg_start_epoch: the release's line jumps to the full weight
+        (60, 0.5 * 40 / 80, 0.5),
+        (100, 0.5, 0.5),
+    ],
+)
+def test_cc_ramp_readings_hand_values(epoch, linear, release_line):
+    assert ObjectiveSchedule().cc_ramp_reading == "linear"  # the default follows METHOD.md
+    got_linear = ObjectiveSchedule(cc_ramp_reading="linear").weights(epoch)["cc"]
+    got_release = ObjectiveSchedule(cc_ramp_reading="release_line").weights(epoch)["cc"]
+    assert got_linear == pytest.approx(linear, abs=1e-12)
+    assert got_release == pytest.approx(release_line, abs=1e-12)
+
+
+def test_release_line_breaks_at_sg_start_and_never_exceeds_the_weight():
+    schedule = ObjectiveSchedule(cc_ramp_reading="release_line", cc_start_epoch=2, cc_ramp_end_epoch=10,
+                                 sg_start_epoch=5)
+    assert [schedule.weights(e)["cc"] for e in (2, 3, 4, 5, 9)] == pytest.approx(
+        [0.0, 0.5 / 8, 0.5 * 2 / 8, 0.5, 0.5])
+    late = ObjectiveSchedule(cc_ramp_reading="release_line", cc_start_epoch=2, cc_ramp_end_epoch=4,
+                             sg_start_epoch=8)
+    assert [late.weights(e)["cc"] for e in (3, 4, 6, 8)] == pytest.approx([0.25, 0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="cc_ramp_reading"):
+        ObjectiveSchedule(cc_ramp_reading="step")
+    assert ObjectiveSchedule.from_config({"cc_ramp_reading": "release_line"}).cc_ramp_reading == "release_line"

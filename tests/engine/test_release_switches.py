@@ -212,6 +212,8 @@ RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
     ("loss", "dino", "center"): ("shared", "per_domain"),
     ("model", "init_student_from"): ("student", "teacher"),
+    # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
+    ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
 
 
