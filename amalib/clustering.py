@@ -1,4 +1,4 @@
-"""Multi-granularity spherical k-means of teacher features (AMA's cluster pseudo-labels).
+"""Multi-granularity k-means of teacher features (AMA's cluster pseudo-labels).
 
 Every epoch after the warm-up, AMA clusters the teacher CLS features of a domain's whole training
 set at several granularities (250, 500 and 1000 clusters on the real benchmarks) and uses the
@@ -12,7 +12,13 @@ imported inside :func:`cluster_features` (it is an optional dependency, ``amalib
 
 Conventions:
 
-* Features are L2-normalised before clustering; returned centroids are L2-normalised float32.
+* Two clustering spaces (``space``, the config's ``loss.cluster.space``):
+  ``"normalised_spherical"`` (amalib's default) L2-normalises the features and runs spherical
+  k-means (centroids re-normalised after every update), assigning by cosine;
+  ``"raw_euclidean"`` (the release's ``run_kmeans``) runs plain Euclidean k-means on the features
+  as given (raw CLS features), assigns each sample to its nearest *raw* centroid, and only then
+  normalises the centroids (``centroids_normed``). Either way the returned centroids are
+  L2-normalised float32, ready as prototypes for features compared by cosine.
 * ``K > N`` is clamped to ``N`` with a warning.
 * Empty clusters: during training faiss (and :func:`kmeans_torch`) re-seed an empty centroid by
   splitting a large cluster. When k-means is trained on a subsample (``N > K *
@@ -33,7 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClusterResult", "cluster_features", "kmeans_torch"]
+__all__ = ["CLUSTER_SPACES", "ClusterResult", "cluster_features", "kmeans_torch"]
+
+#: Values of ``space`` (config ``loss.cluster.space``); see the module docstring.
+CLUSTER_SPACES = ("normalised_spherical", "raw_euclidean")
 
 
 @dataclass
@@ -43,10 +52,12 @@ class ClusterResult:
     Attributes:
         centroids: ``(K, D)`` float32, L2-normalised, on CPU.
         assignments: ``(N,)`` int64 on CPU; ``assignments[n]`` is the row of ``centroids``
-            nearest to sample ``n`` (values in ``[0, K)``).
+            nearest to sample ``n`` (values in ``[0, K)``); for ``raw_euclidean``, nearest to
+            sample ``n`` before the centroids were normalised.
         n_clusters: ``K`` actually used (after clamping to ``N``).
         inertia: sum over all ``N`` samples of the squared L2 distance between the normalised
-            feature and its assigned centroid (``2 - 2 cos`` for unit vectors); lower is better.
+            feature and its assigned centroid (``2 - 2 cos`` for unit vectors); for
+            ``raw_euclidean``, between the raw feature and its raw centroid. Lower is better.
         n_empty: number of centroids that no sample is assigned to (see the module docstring).
     """
 
@@ -231,8 +242,9 @@ def cluster_features(
     spherical: bool = True,
     device: torch.device | str | None = None,
     verbose: bool = False,
+    space: str = "normalised_spherical",
 ) -> list[ClusterResult]:
-    """K-means of L2-normalised features at several granularities.
+    """K-means of teacher features at several granularities.
 
     Backend: faiss on CPU (``device`` None or CPU), faiss on GPU when ``device`` is CUDA and
     faiss has GPU support, otherwise :func:`kmeans_torch` on ``device``. If faiss is not
@@ -241,7 +253,8 @@ def cluster_features(
     (normalised) centroids, so they are consistent with ``centroids``.
 
     Args:
-        features: ``(N, D)`` teacher features (numpy or torch, any float dtype); normalised here.
+        features: ``(N, D)`` teacher features (numpy or torch, any float dtype); normalised here
+            unless ``space="raw_euclidean"``.
         n_clusters: granularities, e.g. ``(250, 500, 1000)``; each ``K > N`` is clamped to ``N``
             with a warning naming both numbers.
         n_iter: k-means iterations (release: 20).
@@ -249,14 +262,25 @@ def cluster_features(
         max_points_per_centroid: subsample the training set to ``K *`` this many points
             (release: 2000).
         seed: random seed (subsampling, initialisation); fixed seed → identical results.
-        spherical: normalise centroids after each iteration (spherical k-means).
+        spherical: normalise centroids after each iteration (spherical k-means); only for
+            ``space="normalised_spherical"`` (``raw_euclidean`` is plain Lloyd k-means).
         device: where to run; ``None`` means CPU/faiss.
         verbose: print faiss' progress.
+        space: ``"normalised_spherical"`` (normalise the features, cluster on the sphere) or
+            ``"raw_euclidean"`` (the release: Euclidean k-means of the features as given,
+            assignments to the raw centroids, centroids normalised afterwards).
 
     Returns:
         One :class:`ClusterResult` per entry of ``n_clusters`` (same order), on CPU.
     """
-    x = F.normalize(_to_float_tensor(features), dim=1)
+    if space not in CLUSTER_SPACES:
+        raise ValueError(f"space must be one of {CLUSTER_SPACES}, got {space!r}")
+    raw = space == "raw_euclidean"
+    x = _to_float_tensor(features)
+    if raw:
+        spherical = False
+    else:
+        x = F.normalize(x, dim=1)
     n = x.shape[0]
     ks = []
     for k in n_clusters:
@@ -282,9 +306,12 @@ def cluster_features(
                 use_gpu=device.type == "cuda",
                 verbose=verbose,
             )
-            centroids_t = F.normalize(torch.from_numpy(centroids), dim=1)
+            centroids_t = torch.from_numpy(centroids)
+            if not raw:
+                centroids_t = F.normalize(centroids_t, dim=1)
             assignments, distances = _assign(x.cpu(), centroids_t)
-            results.append(_make_result(centroids_t, assignments, float(distances.sum())))
+            results.append(_make_result(F.normalize(centroids_t, dim=1), assignments,
+                                        float(distances.sum())))
     else:
         x_dev = x.to(device)
         for k in ks:
@@ -297,9 +324,11 @@ def cluster_features(
                 seed=seed,
                 spherical=spherical,
             )
-            centroids = F.normalize(centroids, dim=1)
+            if not raw:
+                centroids = F.normalize(centroids, dim=1)
             assignments, distances = _assign(x_dev, centroids)
-            results.append(_make_result(centroids.cpu(), assignments.cpu(), float(distances.sum())))
+            results.append(_make_result(F.normalize(centroids, dim=1).cpu(), assignments.cpu(),
+                                        float(distances.sum())))
     return results
 
 

@@ -143,3 +143,60 @@ def test_cuda_device_returns_cpu_results():
     (result,) = cluster_features(points, [5], device="cuda")
     check_result(result, len(points), points.shape[1])
     assert same_partition(result.assignments.numpy(), labels)
+
+
+# Two groups by magnitude, not by direction: Euclidean k-means of the raw points separates
+# {0, 1} from {2, 3}; on the sphere the directions (+5.7, -5.7, +16.7, +5.7 degrees) group
+# differently. Assigning to the *normalised* centroids would also differ: point 0 is nearer to
+# normalize((5, 1)) than to (1, 0).
+HAND_POINTS = np.array([[1.0, 0.1], [1.0, -0.1], [5.0, 1.5], [5.0, 0.5]], dtype=np.float32)
+
+
+def plain_euclidean_kmeans(points, k=2):
+    """Exhaustive Euclidean k-means: the labelling of minimum inertia (means as centroids)."""
+    import itertools
+
+    best = None
+    for labels in itertools.product(range(k), repeat=len(points)):
+        labels = np.array(labels)
+        if len(set(labels.tolist())) < k:
+            continue
+        means = np.stack([points[labels == c].mean(0) for c in range(k)])
+        inertia = float(((points - means[labels]) ** 2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, labels, means)
+    return best
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_raw_euclidean_is_the_release_kmeans_on_a_hand_made_case(backend, monkeypatch):
+    import amalib.clustering as clustering
+
+    if backend == "torch":
+        monkeypatch.setattr(clustering, "_faiss_available", lambda: (False, 0))
+    inertia, labels, means = plain_euclidean_kmeans(HAND_POINTS)
+    assert same_partition(labels, [0, 0, 1, 1])
+    with pytest.warns(UserWarning) if backend == "torch" else _no_warning():
+        (raw,) = cluster_features(HAND_POINTS, [2], n_redo=10, space="raw_euclidean")
+    check_result(raw, 4, 2)
+    assert same_partition(raw.assignments.numpy(), labels)
+    assert raw.inertia == pytest.approx(inertia, rel=1e-5)
+    # Centroids normalised only after the assignment, as the release's centroids_normed.
+    for c in range(2):
+        members = HAND_POINTS[raw.assignments.numpy() == c]
+        want = F.normalize(torch.from_numpy(members.mean(0)), dim=0)
+        torch.testing.assert_close(raw.centroids[c], want, rtol=1e-5, atol=1e-6)
+    nearest_normalised = (torch.from_numpy(HAND_POINTS)[:, None] - raw.centroids[None]).pow(2)
+    assert not same_partition(nearest_normalised.sum(-1).argmin(1).numpy(), labels)
+
+    with pytest.warns(UserWarning) if backend == "torch" else _no_warning():
+        (spherical,) = cluster_features(HAND_POINTS, [2], n_redo=10)
+    assert not same_partition(spherical.assignments.numpy(), labels)
+    with pytest.raises(ValueError, match="raw_euclidean"):
+        cluster_features(HAND_POINTS, [2], space="euclidean")
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -18,7 +18,8 @@ class FeatureSet:
     """Features of a whole dataset, ordered by dataset index.
 
     Attributes:
-        features: ``(N, D)`` float32 on the CPU, L2-normalised.
+        features: ``(N, D)`` float32 on the CPU, L2-normalised (unless extracted with
+            ``normalize=False``).
         valid: ``(N,)`` bool; False where the image could not be read (its row is zero).
         labels: ``(N,)`` int64 class ids for labelled (evaluation) sets, else None.
     """
@@ -48,6 +49,7 @@ def extract_features(
     amp_dtype: torch.dtype | None = None,
     desc: str = "features",
     progress: bool = True,
+    normalize: bool = True,
 ) -> FeatureSet:
     """CLS features of every image of ``dataset``, gathered across processes in index order.
 
@@ -61,6 +63,8 @@ def extract_features(
         amp_dtype: Autocast dtype on CUDA (e.g. ``torch.bfloat16``); ignored on the CPU.
         desc: Progress-bar label.
         progress: Show a progress bar (main process only).
+        normalize: L2-normalise each feature (retrieval, spherical k-means); ``False`` keeps the
+            raw CLS features (the release's Euclidean k-means).
     """
     from tqdm.auto import tqdm
 
@@ -89,7 +93,8 @@ def extract_features(
         images, *rest = batch
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = backbone(images.to(device, non_blocking=True))
-        feats.append(torch.nn.functional.normalize(out.float(), dim=1))
+        out = out.float()
+        feats.append(torch.nn.functional.normalize(out, dim=1) if normalize else out)
         idx.append(rest[-1].to(device))
         if len(rest) == 2:
             labels.append(rest[0].to(device))

@@ -287,6 +287,7 @@ class Trainer:
             self.student_ddp = torch.compile(self.student_ddp)
 
     def _setup_optimisation(self) -> None:
+        from amalib.clustering import CLUSTER_SPACES
         from amalib.losses.cluster_contrast import ClusterContrastLoss
         from amalib.losses.dino import DINOLoss
         from amalib.losses.mutual_alignment import MutualAlignmentLoss
@@ -314,6 +315,11 @@ class Trainer:
             d: shared if shared is not None else dino_loss() for d in self.domains
         }).to(self.device)
         ccfg = lcfg["cluster"]
+        # Run configs written before the key existed clustered normalised features.
+        self.cluster_space = ccfg.get("space", "normalised_spherical")
+        if self.cluster_space not in CLUSTER_SPACES:
+            raise ConfigError(f"loss.cluster.space must be one of {CLUSTER_SPACES}, got "
+                              f"{self.cluster_space!r}")
         self.cc_loss = ClusterContrastLoss(
             temperature=ccfg["temperature"],
             prototype_temperature=ccfg["prototype_temperature"],
@@ -423,13 +429,14 @@ class Trainer:
                     batch[d] = next(iters[d])
             yield batch
 
-    def extract(self, split: str) -> FeatureSet:
-        """Teacher-backbone features of one split (``sketch_test``, ``photo_train``, …)."""
+    def extract(self, split: str, *, normalize: bool = True) -> FeatureSet:
+        """Teacher-backbone features of one split (``sketch_test``, ``photo_train``, …),
+        L2-normalised unless ``normalize=False`` (raw CLS features)."""
         return extract_features(
             self.teacher.backbone, self.eval_sets[split],
             batch_size=self.cfg["data"]["eval_batch_size"], device=self.device,
             num_workers=int(self.cfg["data"]["num_workers"]),
-            amp_dtype=self.amp_dtype, desc=split, progress=self.progress,
+            amp_dtype=self.amp_dtype, desc=split, progress=self.progress, normalize=normalize,
         )
 
     def cluster(self, epoch: int) -> None:
@@ -437,15 +444,16 @@ class Trainer:
         from amalib.clustering import cluster_features
 
         ccfg = self.cfg["loss"]["cluster"]
+        raw = self.cluster_space == "raw_euclidean"  # the release: k-means of raw CLS features
         for d in self.domains:
-            feats = self.extract(f"{d}_train")
+            feats = self.extract(f"{d}_train", normalize=not raw)
             results = None
             if du.is_main_process():
                 t0 = time.perf_counter()
                 results = cluster_features(
                     feats.features[feats.valid], ccfg["granularities"], n_iter=ccfg["n_iter"],
                     n_redo=ccfg["n_redo"], max_points_per_centroid=ccfg["max_points_per_centroid"],
-                    seed=int(self.cfg["train"]["seed"]) + epoch,
+                    seed=int(self.cfg["train"]["seed"]) + epoch, space=self.cluster_space,
                 )
                 # Assignments indexed by dataset position; unreadable images get -1.
                 for r in results:

@@ -207,11 +207,49 @@ def test_init_student_from_is_checked_and_optional(
                        trainer.teacher.backbone.state_dict()["blocks.0.attn.qkv.weight"])
 
 
+# ----------------------------------------------------------------- loss.cluster.space
+@pytest.mark.parametrize("space", ["raw_euclidean", "normalised_spherical"])
+def test_cluster_space_reaches_the_features_and_the_kmeans(tiny_root, tmp_path, monkeypatch, space):
+    import amalib.clustering as clustering
+
+    trainer = _trainer(tiny_root, tmp_path, **{"loss.cluster.space": space})
+    seen = []
+
+    def spy(features, n_clusters, **kwargs):
+        seen.append((features.clone(), kwargs["space"]))
+        return real(features, n_clusters, **kwargs)
+
+    real = clustering.cluster_features
+    monkeypatch.setattr(clustering, "cluster_features", spy)
+    trainer.cluster(1)
+    assert [s for _, s in seen] == [space, space]
+    norms = torch.cat([f.norm(dim=1) for f, _ in seen])
+    if space == "raw_euclidean":  # the raw CLS features of the teacher, as the release clusters
+        raw = trainer.extract("sketch_train", normalize=False)
+        torch.testing.assert_close(seen[0][0], raw.features[raw.valid])
+        assert float((norms - 1).abs().max()) > 1e-2
+    else:
+        torch.testing.assert_close(norms, torch.ones_like(norms))
+    for d in trainer.domains:  # prototypes are unit vectors either way
+        for r in trainer.clusters[d]:
+            torch.testing.assert_close(r.centroids.norm(dim=1), torch.ones(r.n_clusters))
+
+
+def test_cluster_space_is_checked_and_optional(tiny_root, tmp_path):
+    with pytest.raises(ConfigError, match="loss.cluster.space"):
+        _trainer(tiny_root, tmp_path / "bad", **{"loss.cluster.space": "cosine"})
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch"}))
+    del cfg["loss"]["cluster"]["space"]  # a run config saved before the switch existed
+    trainer = Trainer(cfg, tmp_path / "old", progress=False, log=lambda _: None)
+    assert trainer.cluster_space == "normalised_spherical"
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
     ("loss", "dino", "center"): ("shared", "per_domain"),
     ("model", "init_student_from"): ("student", "teacher"),
+    ("loss", "cluster", "space"): ("raw_euclidean", "normalised_spherical"),
     # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
