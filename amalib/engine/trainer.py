@@ -24,6 +24,7 @@ from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -72,8 +73,15 @@ def resolve_pretrained(spec: str | None) -> str | None:
     return str(path)
 
 
-def _param_groups(model: nn.Module) -> list[dict]:
-    """No weight decay on biases and norm parameters (DINO's get_params_groups)."""
+def _param_groups(model: nn.Module, exempt: str = "biases_and_norms") -> list[dict]:
+    """Optimiser parameter groups; the first one receives ``train.weight_decay``.
+
+    ``exempt="biases_and_norms"``: no weight decay on biases and norm parameters (DINO's
+    ``get_params_groups``, amalib's choice). ``exempt="none"``: one group, everything decayed
+    (the release: ``torch.optim.SGD(model.parameters(), weight_decay=1e-4)``).
+    """
+    if exempt == "none":
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -338,7 +346,15 @@ class Trainer:
         global_batch = self.cfg["data"]["batch_size"] * self.dist.world_size
         lr = tcfg["lr"] * global_batch / 32
         kind = tcfg["optimizer"].lower()
-        groups = _param_groups(self.student)
+        # Run configs written before these keys existed used amalib's choices.
+        exempt = tcfg.get("weight_decay_exempt", "biases_and_norms")
+        if exempt not in ("biases_and_norms", "none"):
+            raise ConfigError("train.weight_decay_exempt must be 'biases_and_norms' or 'none', "
+                              f"got {exempt!r}")
+        decay_every = tcfg.get("lr_decay_every", "step")
+        if decay_every not in ("step", "epoch"):
+            raise ConfigError(f"train.lr_decay_every must be 'step' or 'epoch', got {decay_every!r}")
+        groups = _param_groups(self.student, exempt)
         fused = {"fused": True} if self.device.type == "cuda" else {}
         if kind == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=tcfg["momentum"],
@@ -349,8 +365,15 @@ class Trainer:
         else:
             raise ConfigError(f"train.optimizer must be 'sgd' or 'adamw', got {kind!r}")
         steps = self.steps_per_epoch
-        self.lr_schedule = cosine_schedule(lr, tcfg["min_lr"], epochs, steps,
-                                           warmup_epochs=min(tcfg["warmup_epochs"], epochs))
+        warmup = min(tcfg["warmup_epochs"], epochs)
+        if decay_every == "epoch":
+            # The release's adjust_learning_rate: one value per epoch, lr * 0.5 * (1 + cos(pi *
+            # epoch / epochs)) (with min_lr 0), held for every step of the epoch.
+            self.lr_schedule = np.repeat(
+                cosine_schedule(lr, tcfg["min_lr"], epochs, 1, warmup_epochs=warmup), steps)
+        else:
+            self.lr_schedule = cosine_schedule(lr, tcfg["min_lr"], epochs, steps,
+                                               warmup_epochs=warmup)
         self.momentum_schedule = cosine_schedule(
             tcfg["teacher_momentum"], tcfg["teacher_momentum_final"], epochs, steps
         )

@@ -244,12 +244,71 @@ def test_cluster_space_is_checked_and_optional(tiny_root, tmp_path):
     assert trainer.cluster_space == "normalised_spherical"
 
 
+# ----------------------------------------------------------------- train.weight_decay_exempt
+@pytest.mark.parametrize("exempt", ["none", "biases_and_norms"])
+def test_weight_decay_exempt_decides_which_parameters_decay(tiny_root, tmp_path, exempt):
+    """With zero gradients an SGD step (no momentum) is pure decay: p <- p - lr * wd * p."""
+    trainer = _trainer(tiny_root, tmp_path, **{
+        "train.weight_decay_exempt": exempt, "train.optimizer": "sgd", "train.momentum": 0.0,
+        "train.weight_decay": 0.5})
+    lr = 0.1
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = lr
+    named = [(n, p) for n, p in trainer.student.named_parameters() if p.requires_grad]
+    before = {n: p.detach().clone() for n, p in named}
+    for _, p in named:
+        p.grad = torch.zeros_like(p)
+    trainer.optimizer.step()
+    n_exempt = 0
+    for name, p in named:
+        is_bias_or_norm = name.endswith(".bias") or p.ndim == 1
+        decayed = exempt == "none" or not is_bias_or_norm
+        n_exempt += not decayed
+        want = before[name] * (1 - lr * 0.5) if decayed else before[name]
+        torch.testing.assert_close(p.detach(), want, rtol=1e-6, atol=1e-7, msg=name)
+    assert (n_exempt > 0) == (exempt == "biases_and_norms")
+
+
+# ----------------------------------------------------------------- train.lr_decay_every
+def test_lr_decay_every_epoch_is_the_release_adjust_learning_rate(tiny_root, tmp_path):
+    """The release (``--cos``): ``lr * 0.5 * (1 + cos(pi * epoch / epochs))``, once per epoch."""
+    import math
+
+    values = {"train.epochs": 4, "train.min_lr": 0.0, "train.warmup_epochs": 0,
+              "train.max_steps_per_epoch": 3}
+    per_epoch = _trainer(tiny_root, tmp_path / "epoch", **values, **{"train.lr_decay_every": "epoch"})
+    per_step = _trainer(tiny_root, tmp_path / "step", **values, **{"train.lr_decay_every": "step"})
+    steps, base = per_epoch.steps_per_epoch, float(per_epoch.lr_schedule[0])
+    assert steps == 3 and len(per_epoch.lr_schedule) == 4 * steps
+    for epoch in range(4):
+        want = base * 0.5 * (1.0 + math.cos(math.pi * epoch / 4))
+        for s in range(steps):
+            assert float(per_epoch.lr_schedule[epoch * steps + s]) == pytest.approx(want, rel=1e-9)
+    # amalib's per-step cosine moves within an epoch.
+    assert float(per_step.lr_schedule[1]) < float(per_step.lr_schedule[0])
+    assert float(per_step.lr_schedule[0]) == pytest.approx(base)
+
+
+def test_optimiser_switches_are_checked_and_optional(tiny_root, tmp_path):
+    with pytest.raises(ConfigError, match="train.weight_decay_exempt"):
+        _trainer(tiny_root, tmp_path / "bad1", **{"train.weight_decay_exempt": "bias"})
+    with pytest.raises(ConfigError, match="train.lr_decay_every"):
+        _trainer(tiny_root, tmp_path / "bad2", **{"train.lr_decay_every": "batch"})
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.stem": "patch"}))
+    del cfg["train"]["weight_decay_exempt"], cfg["train"]["lr_decay_every"]  # an older run config
+    trainer = Trainer(cfg, tmp_path / "old", progress=False, log=lambda _: None)
+    assert len(trainer.optimizer.param_groups) == 2
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
     ("loss", "dino", "center"): ("shared", "per_domain"),
     ("model", "init_student_from"): ("student", "teacher"),
     ("loss", "cluster", "space"): ("raw_euclidean", "normalised_spherical"),
+    ("train", "weight_decay_exempt"): ("none", "biases_and_norms"),
+    ("train", "lr_decay_every"): ("epoch", "step"),
+    ("train", "clip_grad"): (None, 3.0),
     # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
