@@ -112,9 +112,17 @@ class MultiCropTransform:
     rotation / scale / shear (``RandomAffine``, filled with white so no black corners appear),
     a random stroke thickening (pen width) and DINO's blur schedule (blur keeps white white).
 
+    ``photometric`` overrides the domain's recipe: ``"dino"`` gives sketches the photo recipe
+    above, as METHOD.md and the release do (the release builds the same
+    ``DataAugmentationDINO`` for both domains, only the crop scales differ); ``"sketch"`` gives
+    the sketch recipe. ``None`` (the default) is ``"dino"`` for photos and ``"sketch"`` for
+    sketches.
+
     Crop sizes and scales come from the config: 224 / 96 with scales (0.6, 1.0) / (0.2, 0.6) on
-    the real benchmarks (METHOD.md), small sizes on the embedded one. Blur radii are given in
-    pixels of a 224-pixel crop and scaled with the crop size.
+    the real benchmarks (METHOD.md), small sizes on the embedded one. ``blur_sigma`` is a radius
+    range in pixels; ``blur_radius="scaled_to_crop"`` (default) reads it at 224 pixels and
+    scales it with each crop's size (a 96-pixel local crop gets 0.04-0.86 from 0.1-2.0),
+    ``blur_radius="absolute"`` uses it as is at every crop size, as DINO and the release do.
 
     Args:
         global_size: Side of the global crops.
@@ -124,7 +132,9 @@ class MultiCropTransform:
         global_scale: Area fraction range of the global crops.
         local_scale: Area fraction range of the local crops.
         domain: ``"photo"`` or ``"sketch"``.
-        blur_sigma: Blur radius range at 224 pixels.
+        blur_sigma: Blur radius range (at 224 pixels when ``blur_radius="scaled_to_crop"``).
+        photometric: ``"dino"``, ``"sketch"`` or ``None`` (the domain's own recipe).
+        blur_radius: ``"scaled_to_crop"`` or ``"absolute"`` (DINO's, the release's).
         mean: Normalisation mean (ImageNet).
         std: Normalisation std (ImageNet).
 
@@ -146,9 +156,20 @@ class MultiCropTransform:
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        photometric: str | None = None,
+        blur_radius: str = "scaled_to_crop",
     ):
         if domain not in ("photo", "sketch"):
             raise ValueError(f"domain must be 'photo' or 'sketch', got {domain!r}")
+        if photometric is None:
+            photometric = "dino" if domain == "photo" else "sketch"
+        if photometric not in ("dino", "sketch"):
+            raise ValueError(f"photometric must be 'dino' or 'sketch', got {photometric!r}")
+        if blur_radius not in ("scaled_to_crop", "absolute"):
+            raise ValueError(
+                f"blur_radius must be 'scaled_to_crop' or 'absolute', got {blur_radius!r}"
+            )
+        self.photometric, self.blur_radius = photometric, blur_radius
         if n_global < 1 or n_local < 0:
             raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}")
         self.domain, self.n_global, self.n_local = domain, n_global, n_local
@@ -156,14 +177,15 @@ class MultiCropTransform:
         normalise = ToNormalisedTensor(mean, std)
 
         def blur(p, size):
-            return _RandomGaussianBlur(p, tuple(s * size / 224 for s in blur_sigma))
+            factor = size / 224 if blur_radius == "scaled_to_crop" else 1.0
+            return _RandomGaussianBlur(p, tuple(s * factor for s in blur_sigma))
 
         def crop(size, scale):
             return T.RandomResizedCrop(
                 size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC
             )
 
-        if domain == "photo":
+        if photometric == "dino":
             look = T.Compose(
                 [
                     T.RandomHorizontalFlip(p=0.5),

@@ -182,3 +182,42 @@ def test_collate_multicrop_rejects_labels_and_handles_empty():
         collate_multicrop([(crops, 3, 0)])
     out, idx = collate_multicrop([None, None])
     assert out == [] and idx.numel() == 0
+
+
+def _blurs(compose):
+    return [t for t in compose.transforms if type(t).__name__ == "_RandomGaussianBlur"]
+
+
+def test_sketch_photometric_dino_is_the_photo_recipe():
+    """METHOD.md and the release give sketches DINO's photometric augmentation too."""
+    kwargs = dict(global_size=32, local_size=16, n_local=2)
+    photo = MultiCropTransform(**kwargs, domain="photo")
+    sketch = MultiCropTransform(**kwargs, domain="sketch", photometric="dino")
+    assert sketch.photometric == "dino" and photo.photometric == "dino"
+    assert MultiCropTransform(**kwargs, domain="sketch").photometric == "sketch"
+    for ours, want in zip((*sketch.global_transforms, sketch.local_transform),
+                          (*photo.global_transforms, photo.local_transform)):
+        assert repr(ours) == repr(want)
+    # And it behaves like it: the paper of a sketch gets tinted or inverted.
+    torch.manual_seed(0)
+    random.seed(0)
+    t = MultiCropTransform(global_size=48, local_size=24, n_local=0, domain="sketch",
+                           photometric="dino")
+    assert min(_paper_level(c) for _ in range(30) for c in t(_sketch())) < 0.97
+    with pytest.raises(ValueError, match="photometric"):
+        MultiCropTransform(**kwargs, domain="sketch", photometric="none")
+
+
+@pytest.mark.parametrize("domain", ["photo", "sketch"])
+def test_blur_radius_absolute_is_dinos_at_every_crop_size(domain):
+    kwargs = dict(global_size=224, local_size=96, n_local=2, domain=domain)
+    absolute = MultiCropTransform(**kwargs, blur_radius="absolute")
+    scaled = MultiCropTransform(**kwargs)
+    # DINO / the release: GaussianBlur(p) with radius ~ U(0.1, 2.0) on every crop.
+    for compose in (*absolute.global_transforms, absolute.local_transform):
+        assert [b.sigma for b in _blurs(compose)] == [(0.1, 2.0)]
+    assert [b.p for b in _blurs(absolute.local_transform)] == [0.5]
+    assert _blurs(scaled.global_transforms[0])[0].sigma == pytest.approx((0.1, 2.0))
+    assert _blurs(scaled.local_transform)[0].sigma == pytest.approx((0.1 * 96 / 224, 2 * 96 / 224))
+    with pytest.raises(ValueError, match="blur_radius"):
+        MultiCropTransform(**kwargs, blur_radius="dino")

@@ -300,6 +300,17 @@ def test_optimiser_switches_are_checked_and_optional(tiny_root, tmp_path):
     assert len(trainer.optimizer.param_groups) == 2
 
 
+# ----------------------------------------------------------------- data.<domain>_crops
+def test_crop_switches_reach_the_training_transforms(tiny_root, tmp_path):
+    crops = ("{global_size: 32, local_size: 16, n_global: 2, n_local: 2, global_scale: [0.5, 1.0], "
+             "local_scale: [0.2, 0.5], photometric: dino, blur_radius: absolute}")
+    trainer = _trainer(tiny_root, tmp_path, **{"data.sketch_crops": crops})
+    sketch = trainer.train_sets["sketch"].transform
+    assert (sketch.photometric, sketch.blur_radius) == ("dino", "absolute")
+    photo = trainer.train_sets["photo"].transform  # the tiny overrides carry neither key
+    assert (photo.photometric, photo.blur_radius) == ("dino", "scaled_to_crop")
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
@@ -309,6 +320,10 @@ RELEASE_SWITCHES = {
     ("train", "weight_decay_exempt"): ("none", "biases_and_norms"),
     ("train", "lr_decay_every"): ("epoch", "step"),
     ("train", "clip_grad"): (None, 3.0),
+    ("data", "sketch_crops", "photometric"): ("dino", "sketch"),
+    ("data", "photo_crops", "photometric"): ("dino", "dino"),
+    ("data", "sketch_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
+    ("data", "photo_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
     # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
