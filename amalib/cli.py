@@ -157,8 +157,9 @@ def _cmd_eval(args) -> int:
     device = init_distributed(args.device).device
     dcfg = cfg["data"]
     spec = _spec(dcfg["root"], cfg["benchmark"])
-    sets = build_eval_sets(dcfg["root"], spec, eval_transform(dcfg["eval_resize"],
-                                                              dcfg["eval_crop"]))
+    sets = build_eval_sets(dcfg["root"], spec, eval_transform(
+        dcfg["eval_resize"], dcfg["eval_crop"],
+        interpolation=dcfg.get("resize_interpolation", "bicubic")))  # older run configs: bicubic
     result = evaluate_backbone(backbone.to(device), sets, ap=args.ap or cfg["eval"]["ap"],
                                batch_size=dcfg["eval_batch_size"], device=device,
                                progress=not args.no_progress)
@@ -195,7 +196,8 @@ def _cmd_retrieve(args) -> int:
     backbone, cfg = load_trained_backbone(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
     dcfg = cfg["data"]
-    tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"])
+    tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
+                        interpolation=dcfg.get("resize_interpolation", "bicubic"))
     spec = _spec(dcfg["root"], cfg["benchmark"])
     sets = build_eval_sets(dcfg["root"], spec, tf)
     _, gallery = test_features(backbone, sets, batch_size=dcfg["eval_batch_size"],

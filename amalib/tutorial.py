@@ -327,9 +327,12 @@ def eval_sets(config: dict) -> dict:
 
         ensure_mini_benchmark(root, **dcfg["generate"])
     spec = resolve_benchmark(root, str(config["benchmark"]))
+    interpolation = dcfg.get("resize_interpolation", "bicubic")  # absent from older configs
     return build_eval_sets(
-        root, spec, eval_transform(dcfg["eval_resize"], dcfg["eval_crop"]),
-        train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"]),
+        root, spec,
+        eval_transform(dcfg["eval_resize"], dcfg["eval_crop"], interpolation=interpolation),
+        train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
+                                       interpolation=interpolation),
     )
 
 

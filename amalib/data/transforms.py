@@ -229,18 +229,29 @@ class MultiCropTransform:
         )
 
 
-def eval_transform(resize: int, crop: int, *, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+#: Values of ``data.resize_interpolation`` (the resize of :func:`eval_transform`).
+RESIZE_INTERPOLATIONS = ("bicubic", "bilinear")
+
+
+def eval_transform(resize: int, crop: int, *, interpolation: str = "bicubic",
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """Evaluation transform: resize the shorter side to ``resize``, centre-crop ``crop``, normalise.
 
     METHOD.md: cluster features use ``eval_transform(256, 224)``, test features
-    ``eval_transform(224, 224)``.
+    ``eval_transform(224, 224)``. ``interpolation`` is ``"bicubic"`` (amalib's default, as the
+    training crops) or ``"bilinear"`` (torchvision's ``Resize`` default, which the release's
+    ``EvalDataset`` / ``TestDataset`` use).
 
     Returns:
         A callable PIL image → ``(3, crop, crop)`` float tensor.
     """
+    if interpolation not in RESIZE_INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation must be one of {RESIZE_INTERPOLATIONS}, got {interpolation!r}"
+        )
     return T.Compose(
         [
-            T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
+            T.Resize(resize, interpolation=T.InterpolationMode(interpolation)),
             T.CenterCrop(crop),
             ToNormalisedTensor(mean, std),
         ]

@@ -220,9 +220,18 @@ class Trainer:
             self.train_sets = {"sketch": sketch_ds, "photo": photo_ds}
         # One set of datasets: test splits with the evaluation transform, training splits (for
         # clustering) with the cluster transform.
+        # bicubic (amalib) or bilinear (torchvision's default, the release's); run configs
+        # written before the key existed resized bicubically.
+        interpolation = dcfg.get("resize_interpolation", "bicubic")
+        try:
+            test_tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
+                                     interpolation=interpolation)
+        except ValueError as err:
+            raise ConfigError(f"data.resize_interpolation: {err}") from err
         self.eval_sets = build_eval_sets(
-            root, self.spec, eval_transform(dcfg["eval_resize"], dcfg["eval_crop"]),
-            train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"]),
+            root, self.spec, test_tf,
+            train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
+                                           interpolation=interpolation),
         )
         batch = int(dcfg["batch_size"])
         per_epoch = max(len(ds) // (batch * self.dist.world_size) for ds in self.train_sets.values())

@@ -221,3 +221,20 @@ def test_blur_radius_absolute_is_dinos_at_every_crop_size(domain):
     assert _blurs(scaled.local_transform)[0].sigma == pytest.approx((0.1 * 96 / 224, 2 * 96 / 224))
     with pytest.raises(ValueError, match="blur_radius"):
         MultiCropTransform(**kwargs, blur_radius="dino")
+
+
+def test_eval_transform_bilinear_is_the_release_torchvision_default():
+    """The release: ``Compose([Resize(224), CenterCrop(224), ToTensor(), Normalize(...)])``."""
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    release = T.Compose([T.Resize(48), T.CenterCrop(40), T.ToTensor(),
+                         T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    want = release(img)
+    torch.testing.assert_close(eval_transform(48, 40, interpolation="bilinear")(img), want,
+                               rtol=0, atol=1e-5)
+    bicubic = eval_transform(48, 40)(img)
+    assert (bicubic - want).abs().max() > 0.05  # amalib's default does differ
+    with pytest.raises(ValueError, match="interpolation"):
+        eval_transform(48, 40, interpolation="nearest")

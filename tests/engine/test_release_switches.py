@@ -311,6 +311,17 @@ def test_crop_switches_reach_the_training_transforms(tiny_root, tmp_path):
     assert (photo.photometric, photo.blur_radius) == ("dino", "scaled_to_crop")
 
 
+# ----------------------------------------------------------------- data.resize_interpolation
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_resize_interpolation_reaches_cluster_and_test_features(tiny_root, tmp_path, interpolation):
+    trainer = _trainer(tiny_root, tmp_path, **{"data.resize_interpolation": interpolation})
+    for split in ("sketch_test", "photo_test", "sketch_train", "photo_train"):
+        resize = trainer.eval_sets[split].transform.transforms[0]
+        assert resize.interpolation.value == interpolation, split
+    with pytest.raises(ConfigError, match="resize_interpolation"):
+        _trainer(tiny_root, tmp_path / "bad", **{"data.resize_interpolation": "nearest"})
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
@@ -324,6 +335,7 @@ RELEASE_SWITCHES = {
     ("data", "photo_crops", "photometric"): ("dino", "dino"),
     ("data", "sketch_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
     ("data", "photo_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
+    ("data", "resize_interpolation"): ("bilinear", "bicubic"),
     # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
