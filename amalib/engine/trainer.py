@@ -249,6 +249,12 @@ class Trainer:
 
         mcfg = self.cfg["model"]
         stem = mcfg.get("stem", "patch")  # run configs written before the key existed
+        # How 96 px local crops resample the position embedding: timm's antialiased bicubic
+        # (amalib) or DINO's interpolate_pos_encoding (the release); older run configs: timm.
+        pos_interp = mcfg.get("pos_embed_interpolation", "timm")
+        if pos_interp not in ("timm", "dino"):
+            raise ConfigError("model.pos_embed_interpolation must be 'timm' or 'dino', got "
+                              f"{pos_interp!r}")
         student, teacher = build_student_teacher(
             arch=mcfg["arch"],
             patch_size=mcfg["patch_size"],
@@ -259,6 +265,7 @@ class Trainer:
             bottleneck_dim=mcfg["bottleneck_dim"],
             norm_last_layer=mcfg["norm_last_layer"],
             stem=stem,
+            pos_embed_interpolation=pos_interp,
         )
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
         # Which entry of a full DINO checkpoint the student starts from: "teacher" (amalib: both

@@ -31,6 +31,7 @@ def build_student_teacher(
     norm_last_layer: bool = True,
     use_bn: bool = False,
     stem: str = "patch",
+    pos_embed_interpolation: str = "timm",
 ) -> tuple[MultiCropWrapper, MultiCropWrapper]:
     """Build a student (ViT + DINO head) and a teacher with identical initial weights.
 
@@ -49,6 +50,8 @@ def build_student_teacher(
         norm_last_layer: Freeze the head's last-layer weight norm.
         use_bn: BatchNorm in the head MLP.
         stem: ``"patch"`` or ``"cnn"`` (see :func:`amalib.models.vit.create_vit`).
+        pos_embed_interpolation: ``"timm"`` or ``"dino"`` (see
+            :func:`amalib.models.vit.create_vit`).
 
     Returns:
         ``(student, teacher)``, two :class:`MultiCropWrapper` in training mode.
@@ -56,7 +59,8 @@ def build_student_teacher(
 
     def build(rate: float) -> MultiCropWrapper:
         backbone = create_vit(arch, patch_size=patch_size, img_size=img_size,
-                              drop_path_rate=rate, stem=stem)
+                              drop_path_rate=rate, stem=stem,
+                              pos_embed_interpolation=pos_embed_interpolation)
         head = DINOProjectionHead(
             backbone.embed_dim,
             out_dim,

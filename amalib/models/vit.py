@@ -15,22 +15,40 @@ CPU budget learns nothing that transfers (README, Results); DINO's released weig
 ``stem="patch"``.
 
 ``dynamic_img_size=True`` lets one model take 224 px global crops and 96 px local crops: the
-position embedding is resampled (bicubic, timm's ``resample_abs_pos_embed``) to the patch grid of
-each input. timm's attention uses ``F.scaled_dot_product_attention`` (fused kernels on CUDA) and
+position embedding is resampled to the patch grid of each input, either by timm's
+``resample_abs_pos_embed`` (bicubic with antialiasing, to the exact grid size;
+``pos_embed_interpolation="timm"``) or as DINO's ``interpolate_pos_encoding``, which AMA's
+release inherits (bicubic without antialiasing, with the scale factor ``(grid + 0.1) /
+sqrt(N)``; ``pos_embed_interpolation="dino"``, :class:`DINOPosEmbedVisionTransformer`). timm's attention uses ``F.scaled_dot_product_attention`` (fused kernels on CUDA) and
 works under ``torch.autocast`` with bf16; nothing here is device specific.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-__all__ = ["STEMS", "VIT_PRESETS", "ConvStemEmbed", "ViTPreset", "create_vit", "vit_preset"]
+__all__ = [
+    "POS_EMBED_INTERPOLATIONS",
+    "STEMS",
+    "VIT_PRESETS",
+    "ConvStemEmbed",
+    "DINOPosEmbedVisionTransformer",
+    "ViTPreset",
+    "create_vit",
+    "dino_interpolate_pos_encoding",
+    "vit_preset",
+]
 
 STEMS = ("patch", "cnn")
+#: Values of ``model.pos_embed_interpolation`` (see the module docstring).
+POS_EMBED_INTERPOLATIONS = ("timm", "dino")
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,46 @@ class ConvStemEmbed(PatchEmbed):
         self.proj = nn.Sequential(*layers, nn.Conv2d(channels, width, 1))
 
 
+def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """DINO's ``VisionTransformer.interpolate_pos_encoding`` for a ``rows x cols`` patch grid.
+
+    ``pos_embed`` is ``(1, 1 + N, D)`` (CLS first, then a square ``sqrt(N) x sqrt(N)`` grid).
+    As DINO (and AMA's release, which copies it): returned as is when the grid has ``N`` patches
+    and is square, else the patch part is resized by ``F.interpolate(mode="bicubic",
+    scale_factor=((rows + 0.1) / sqrt(N), (cols + 0.1) / sqrt(N)))`` (no antialiasing; the 0.1
+    avoids a floating-point off-by-one, DINO issue 8).
+    """
+    n_patches = pos_embed.shape[1] - 1
+    if n_patches == rows * cols and rows == cols:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    side = int(math.sqrt(n_patches))
+    patch_pos = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(
+        patch_pos.float(),
+        scale_factor=((rows + 0.1) / math.sqrt(n_patches), (cols + 0.1) / math.sqrt(n_patches)),
+        mode="bicubic",
+    ).to(pos_embed.dtype)
+    if tuple(patch_pos.shape[-2:]) != (rows, cols):
+        raise ValueError(f"resampled grid {tuple(patch_pos.shape[-2:])}, expected {rows, cols}")
+    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, -1, dim)
+    return torch.cat((pos_embed[:, :1], patch_pos), dim=1)
+
+
+class DINOPosEmbedVisionTransformer(VisionTransformer):
+    """timm's ViT with the position embedding resampled as DINO does
+    (:func:`dino_interpolate_pos_encoding`) for inputs of another size; same parameters."""
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.dynamic_img_size or self.no_embed_class or self.reg_token is not None
+                or self.cls_token is None):
+            return super()._pos_embed(x)
+        batch, rows, cols, dim = x.shape
+        pos_embed = dino_interpolate_pos_encoding(self.pos_embed, rows, cols)
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), x.view(batch, -1, dim)], dim=1)
+        return self.pos_drop(x + pos_embed)
+
+
 def create_vit(
     arch: str = "vit_small",
     *,
@@ -93,6 +151,7 @@ def create_vit(
     img_size: int = 224,
     drop_path_rate: float = 0.0,
     stem: str = "patch",
+    pos_embed_interpolation: str = "timm",
     **kw,
 ) -> VisionTransformer:
     """Build a timm ViT whose forward returns the CLS embedding.
@@ -108,6 +167,8 @@ def create_vit(
             the student and 0 on the teacher.
         stem: ``"patch"`` (DINO's linear patch projection) or ``"cnn"``
             (:class:`ConvStemEmbed`, for power-of-two patch sizes).
+        pos_embed_interpolation: ``"timm"`` (antialiased bicubic to the exact grid) or
+            ``"dino"`` (DINO's ``interpolate_pos_encoding``, as AMA's release).
         **kw: Passed to ``timm.models.vision_transformer.VisionTransformer``.
 
     Returns:
@@ -118,6 +179,9 @@ def create_vit(
     preset = vit_preset(arch)
     if stem not in STEMS:
         raise ValueError(f"unknown stem {stem!r}; choose one of {list(STEMS)}")
+    if pos_embed_interpolation not in POS_EMBED_INTERPOLATIONS:
+        raise ValueError(f"unknown pos_embed_interpolation {pos_embed_interpolation!r}; choose "
+                         f"one of {list(POS_EMBED_INTERPOLATIONS)}")
     options = dict(
         img_size=img_size,
         patch_size=patch_size,
@@ -134,4 +198,6 @@ def create_vit(
     if stem == "cnn":
         options["embed_layer"] = ConvStemEmbed
     options.update(kw)
+    if pos_embed_interpolation == "dino":
+        return DINOPosEmbedVisionTransformer(**options)
     return VisionTransformer(**options)

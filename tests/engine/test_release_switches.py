@@ -322,6 +322,19 @@ def test_resize_interpolation_reaches_cluster_and_test_features(tiny_root, tmp_p
         _trainer(tiny_root, tmp_path / "bad", **{"data.resize_interpolation": "nearest"})
 
 
+# ----------------------------------------------------------------- model.pos_embed_interpolation
+def test_pos_embed_interpolation_reaches_both_networks(tiny_root, tmp_path):
+    from amalib.models.vit import DINOPosEmbedVisionTransformer
+
+    trainer = _trainer(tiny_root, tmp_path, **{"model.pos_embed_interpolation": "dino"})
+    for net in (trainer.student, trainer.teacher):
+        assert isinstance(net.backbone, DINOPosEmbedVisionTransformer)
+    default = _trainer(tiny_root, tmp_path / "timm")
+    assert not isinstance(default.student.backbone, DINOPosEmbedVisionTransformer)
+    with pytest.raises(ConfigError, match="model.pos_embed_interpolation"):
+        _trainer(tiny_root, tmp_path / "bad", **{"model.pos_embed_interpolation": "bilinear"})
+
+
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
     ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
@@ -336,6 +349,7 @@ RELEASE_SWITCHES = {
     ("data", "sketch_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
     ("data", "photo_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
     ("data", "resize_interpolation"): ("bilinear", "bicubic"),
+    ("model", "pos_embed_interpolation"): ("dino", "timm"),
     # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }

@@ -110,3 +110,53 @@ def test_cnn_stem_rejects_what_it_cannot_build():
         create_vit("vit_mini", patch_size=12, img_size=48, stem="cnn")
     with pytest.raises(ValueError, match=r"unknown stem 'resnet'; choose one of \['patch', 'cnn'\]"):
         create_vit("vit_mini", patch_size=8, img_size=48, stem="resnet")
+
+
+def release_interpolate_pos_encoding(pos_embed, patch_size, x, w, h):
+    """The release's ``VisionTransformer.interpolate_pos_encoding`` (DINO's), written out."""
+    import math
+
+    npatch = x.shape[1] - 1
+    n = pos_embed.shape[1] - 1
+    if npatch == n and w == h:
+        return pos_embed
+    class_pos_embed = pos_embed[:, 0]
+    patch_pos_embed = pos_embed[:, 1:]
+    dim = x.shape[-1]
+    w0 = w // patch_size
+    h0 = h // patch_size
+    w0, h0 = w0 + 0.1, h0 + 0.1
+    patch_pos_embed = torch.nn.functional.interpolate(
+        patch_pos_embed.reshape(1, int(math.sqrt(n)), int(math.sqrt(n)), dim).permute(0, 3, 1, 2),
+        scale_factor=(w0 / math.sqrt(n), h0 / math.sqrt(n)),
+        mode="bicubic",
+    )
+    assert int(w0) == patch_pos_embed.shape[-2] and int(h0) == patch_pos_embed.shape[-1]
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+    return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (48, 48), (64, 64), (32, 48)])
+def test_dino_pos_embed_interpolation_is_the_releases(height, width):
+    """Tokens entering the first block: CLS + patches plus DINO's resampled position embedding."""
+    from amalib.models.vit import DINOPosEmbedVisionTransformer
+
+    torch.manual_seed(0)
+    dino = create_vit("vit_micro", patch_size=16, img_size=80, pos_embed_interpolation="dino")
+    assert isinstance(dino, DINOPosEmbedVisionTransformer)
+    with torch.no_grad():
+        dino.pos_embed.normal_()  # a non-smooth embedding, so that the resampling matters
+    timm_vit = create_vit("vit_micro", patch_size=16, img_size=80)
+    timm_vit.load_state_dict(dino.state_dict(), strict=True)
+    images = torch.randn(2, 3, height, width)
+    with torch.no_grad():
+        patches = dino.patch_embed(images)
+        got = dino._pos_embed(patches)
+        tokens = torch.cat([dino.cls_token.expand(2, -1, -1), patches.flatten(1, 2)], dim=1)
+        want = tokens + release_interpolate_pos_encoding(dino.pos_embed, 16, tokens, height, width)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        other = timm_vit._pos_embed(timm_vit.patch_embed(images))
+        assert float((other - got).abs().max()) > 1e-3  # timm's antialiased resampling differs
+        assert dino(images).shape == (2, 48)
+    with pytest.raises(ValueError, match="pos_embed_interpolation"):
+        create_vit("vit_micro", patch_size=16, img_size=32, pos_embed_interpolation="bilinear")
