@@ -29,7 +29,11 @@ from amalib.losses.dino import DINOLoss
 
 @pytest.fixture(scope="module")
 def trainer(tiny_root, tmp_path_factory):
-    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.drop_path_rate": 0.0}))
+    # The patch stem: the reference runs each domain through the backbone on its own, the fused
+    # step both domains in one call, so a batch-norm stem (mini's stem="cnn") sees different
+    # batches in the two (by design: one forward per resolution, as DINO's multi-crop wrapper).
+    cfg = load_config("mini", tiny_overrides(tiny_root, **{"model.drop_path_rate": 0.0,
+                                                           "model.stem": "patch"}))
     t = Trainer(cfg, tmp_path_factory.mktemp("fast_step"), progress=False, log=lambda _: None)
     t.stats = {}  # normally set by fit() at the start of every epoch
     t.cluster(1)  # prototypes for CC and MA (epoch 1 is the first with every term on)
