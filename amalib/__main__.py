@@ -4,4 +4,7 @@ import sys
 
 from amalib.cli import main
 
-sys.exit(main())
+# Guarded: a spawned worker (the generator's pool) re-imports this module as ``__mp_main__``
+# and must not run the command line again.
+if __name__ == "__main__":
+    sys.exit(main())

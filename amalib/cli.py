@@ -2,7 +2,8 @@
 
 ``python -m amalib ...`` works too, and so does ``torchrun --nproc_per_node N -m amalib train``.
 User mistakes (a bad path, an unknown config key or benchmark) print one ``error:`` line and
-exit with status 2 instead of a traceback.
+exit with status 2 instead of a traceback. A ``demo``, ``train`` or ``pretrain`` stopped by SIGINT
+or SIGTERM writes its checkpoint, says how to resume and exits with status 130 or 143.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded mini-benchmark (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument("--resume", default=None,
+                   help="training checkpoint of an interrupted demo (<out>/train/checkpoint.pth)")
     _add_config_args(p)
 
     p = sub.add_parser("train", help="train AMA on a benchmark")
@@ -100,7 +103,7 @@ def _cmd_demo(args) -> int:
     from amalib.engine.demo import run_demo
 
     run_demo(args.out, config=args.config, seed=args.seed, overrides=args.overrides,
-             progress=not args.no_progress)
+             progress=not args.no_progress, resume=args.resume)
     return 0
 
 
@@ -127,6 +130,8 @@ def _cmd_train(args, mode: str = "ama") -> int:
     trainer = Trainer(cfg, args.out, device=args.device, mode=mode, resume=args.resume,
                       progress=not args.no_progress)
     trainer.fit()
+    if trainer.stopped_by is not None:  # the trainer printed where the checkpoint is
+        return 128 + trainer.stopped_by
     if mode == "pretrain" and getattr(args, "export", None):
         from amalib.engine.state import export_teacher
 
@@ -228,7 +233,7 @@ def _cmd_ablate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from amalib.engine.config import ConfigError
-    from amalib.engine.trainer import TrainingDivergedError
+    from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     commands = {
@@ -248,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports it
+        print(f"interrupted: {err}", file=sys.stderr)
+        return err.exit_status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,13 +7,24 @@ of an ImageNet-pretrained backbone), trains AMA on the unlabelled seen classes, 
 and writes a run directory with ``summary.json`` (metrics before and after, the starting
 backbone's provenance, the health of each loss term, wall time and peak memory), a retrieval
 grid, a UMAP of sketch and photo embeddings before and after, and the training curves.
+
+SIGINT or SIGTERM stops the demo at once: during training after the current step (with a
+checkpoint, ``<out>/train/checkpoint.pth``), anywhere else immediately. :func:`run_demo` then
+raises :class:`~amalib.engine.trainer.TrainingInterrupted` carrying the command that resumes it,
+the CLI exits with status 130 (SIGINT) or 143 (SIGTERM), and no ``summary.json`` is written (a
+previous one in ``<out>`` is removed when the demo starts), so an interrupted run never reads as
+a result. ``amalib demo --resume <out>/train/checkpoint.pth`` evaluates the starting backbone
+again, continues training from the checkpoint and writes the summary of the whole run.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import shlex
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from amalib.metrics import METRIC_KEYS, evaluate_retrieval
@@ -35,8 +46,42 @@ def _metrics_only(result: dict) -> dict:
         k: result[k] for k in ("n_queries", "n_excluded", "ap")}
 
 
+def _resume_command(out: Path, config: str, seed: int, overrides) -> str:
+    args = ["amalib", "demo", "--out", str(out), "--config", str(config), "--seed", str(seed)]
+    args += [a for o in overrides for a in ("--set", o)]
+    return shlex.join([*args, "--resume", str(out / "train" / "checkpoint.pth")])
+
+
+@contextmanager
+def _signals_interrupt(next_step):
+    """SIGINT/SIGTERM raise :class:`TrainingInterrupted` at once (the trainer's own handler takes
+    over inside ``fit``, which stops after its current step); ``next_step(started)`` says how to
+    go on."""
+    from amalib.engine.trainer import TrainingInterrupted
+
+    started = time.time()
+
+    def handle(signum, _frame):
+        raise TrainingInterrupted(
+            signum, f"{signal.Signals(signum).name} received: the demo stopped before its "
+                    f"result; no summary was written. {next_step(started)}")
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handle)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int = 0,
-             overrides=(), progress: bool = True, figures: bool = True, log=print) -> dict:
+             overrides=(), progress: bool = True, figures: bool = True,
+             resume: str | Path | None = None, log=print) -> dict:
     """Run the main job and return the summary written to ``<out>/summary.json``.
 
     Args:
@@ -46,17 +91,45 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
         overrides: Extra ``key=value`` config overrides.
         progress: Progress bars.
         figures: Write the retrieval grid and UMAP figures.
+        resume: A training checkpoint of an interrupted demo (``<out>/train/checkpoint.pth``):
+            the starting backbone is evaluated as usual, then training continues from it.
         log: Line printer.
+
+    Raises:
+        TrainingInterrupted: SIGINT or SIGTERM arrived; nothing after it ran and no summary
+            was written (the message says how to resume).
     """
+    out = Path(out)
+    with _signals_interrupt(lambda started: _next_step(out, config, seed, overrides, resume,
+                                                        started)):
+        return _run_demo(out, config, seed, overrides, progress, figures, resume, log)
+
+
+def _next_step(out: Path, config: str, seed: int, overrides, resume, started=None) -> str:
+    """How to go on after an interruption: resume when this run has a checkpoint to resume."""
+    ckpt = out / "train" / "checkpoint.pth"
+    ours = resume is not None or (ckpt.is_file() and started is not None
+                                  and ckpt.stat().st_mtime >= started)
+    if ours:
+        return "Resume with: " + _resume_command(out, config, seed, overrides)
+    args = ["amalib", "demo", "--out", str(out), "--config", str(config), "--seed", str(seed)]
+    return "Start again with: " + shlex.join(args + [a for o in overrides for a in ("--set", o)])
+
+
+def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
     from amalib.engine.config import load_config
     from amalib.engine.evaluate import test_features
-    from amalib.engine.trainer import Trainer
+    from amalib.engine.trainer import Trainer, TrainingInterrupted
 
     t_start = time.perf_counter()
-    out = Path(out)
+    if resume is not None and not Path(resume).is_file():
+        raise FileNotFoundError(f"checkpoint to resume the demo from not found: {resume} (run "
+                                "`amalib demo` without --resume to start over)")
     out.mkdir(parents=True, exist_ok=True)
+    # A summary from an earlier run in this directory must not outlive an interrupted one.
+    (out / "summary.json").unlink(missing_ok=True)
     metrics_file = out / "train" / "metrics.jsonl"
-    if metrics_file.exists():
+    if resume is None and metrics_file.exists():
         metrics_file.unlink()
     cfg = load_config(config, [f"train.seed={seed}", *overrides])
     trainer = Trainer(cfg, out / "train", progress=progress, log=log)
@@ -74,7 +147,15 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
     starting = describe_starting_backbone(cfg, trainer)
     log(f"starting backbone ({cfg['model']['pretrained']}, {starting['objective']}): "
         f"mAP@all {before['mAP@all']:.4f}")
+    if resume is not None:
+        trainer.resume(resume)
     trainer.fit()
+    if trainer.stopped_by is not None:
+        name = signal.Signals(trainer.stopped_by).name
+        raise TrainingInterrupted(
+            trainer.stopped_by, f"{name} received: the demo stopped during training (checkpoint "
+            f"{out / 'train' / 'checkpoint.pth'}); no summary was written. Resume with: "
+            + _resume_command(out, config, seed, overrides))
     after, q1, g1 = evaluate()
     summary = {
         "before": _metrics_only(before),
@@ -89,7 +170,10 @@ def run_demo(out: str | Path = "runs/demo", *, config: str = "mini", seed: int =
     if figures:
         summary["figures"] = _figures(out, trainer, (q0, g0), (q1, g1))
     summary["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    # Atomic: a signal while writing leaves no half summary behind.
+    partial = out / "summary.json.partial"
+    partial.write_text(json.dumps(summary, indent=2))
+    partial.replace(out / "summary.json")
     log("\nzero-shot retrieval on the unseen classes (sketch -> photo):")
     log(format_comparison(summary["before"], summary["after"]))
     for warning in summary["term_health"]["warnings"]:

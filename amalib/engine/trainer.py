@@ -37,7 +37,8 @@ from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, see
 from amalib.losses.mutual_alignment import MA_CROPS, mutual_alignment_multi, mutual_alignment_rows
 from amalib.models.student_teacher import ema_update
 
-__all__ = ["Trainer", "TrainingDivergedError", "resolve_pretrained", "train"]
+__all__ = ["Trainer", "TrainingDivergedError", "TrainingInterrupted", "resolve_pretrained",
+           "train"]
 
 DOMAINS = ("sketch", "photo")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "false": None}
@@ -45,6 +46,19 @@ _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "fal
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped a run before it produced its result.
+
+    Attributes:
+        signum: The signal; ``exit_status`` is the shell's ``128 + signum`` (130, 143).
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = 128 + signum
 
 
 def resolve_pretrained(spec: str | None) -> str | None:
@@ -167,6 +181,8 @@ class Trainer:
         # The current step's statistics (cc_kept_*: the share of the batch the confidence filter
         # keeps); metrics.jsonl records their epoch means.
         self.stats: dict[str, torch.Tensor] = {}
+        # The signal that stopped the last fit() (None: it ran to train.epochs undisturbed).
+        self.stopped_by: int | None = None
 
     # ------------------------------------------------------------------ setup
     def log(self, line: str) -> None:
@@ -413,6 +429,11 @@ class Trainer:
             "history": self.history,
         }
 
+    def resume(self, path: str | Path) -> None:
+        """Continue from checkpoint ``path`` (what ``resume=`` does at construction); the demo
+        calls it after evaluating the starting backbone."""
+        self._resume(path)
+
     def _resume(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
         if state.get("mode", "ama") != self.mode:
@@ -658,6 +679,7 @@ class Trainer:
                     if stop.signal is not None:
                         bar.close()
                         self._save(epoch, step + 1)
+                        self.stopped_by = stop.signal
                         name = signal.Signals(stop.signal).name
                         self.log(f"{name} received: stopped after step {step + 1} of epoch "
                                  f"{epoch}; checkpoint written to {self.run_dir / 'checkpoint.pth'}"
@@ -687,6 +709,9 @@ class Trainer:
                 if (epoch + 1) % int(self.cfg["train"]["checkpoint_every"]) == 0 or \
                         epoch == self.epochs - 1:
                     self._save(epoch + 1, 0)
+            # A signal during the last epoch's evaluation: training is complete, but the caller
+            # was asked to stop and must not carry on as if nothing happened.
+            self.stopped_by = stop.signal
         if du.is_main_process():
             self.plot_curves()
         return self.history

@@ -57,3 +57,44 @@ def test_term_health_flags_degenerate_self_distillation_and_an_empty_filter():
     # 6 % away from ln K in one epoch is not "stuck".
     history[0]["loss"]["sd_photo"] = ln_k * 0.94
     assert not term_health(history, 4096)["sd_photo"]["at_degenerate"]
+
+
+def test_sigterm_stops_the_demo_with_143_and_no_summary_then_it_resumes(tiny_root, tmp_path):
+    """Issue 18.3: an interrupted demo used to evaluate, write summary.json and exit 0."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from amalib.cli import main
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")  # a previous run's: must not survive
+    sets = [a for o in tiny_overrides(tiny_root, **{"train.epochs": 4}) for a in ("--set", o)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amalib", "demo", "--out", str(out), "--no-progress", *sets],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:  # inside the training loop, after epoch 0's checkpoint
+            if line.startswith("epoch   0 |") or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert not (out / "summary.json").exists()
+    assert (out / "train" / "checkpoint.pth").is_file()
+    assert "SIGTERM received" in stdout + stderr
+    hint = stderr.strip().splitlines()[-1]
+    assert "Resume with: amalib demo" in hint and "--resume" in hint
+    # The printed command finishes the run and only then writes the summary.
+    assert main(shlex.split(hint.split("Resume with: ", 1)[1])[1:] + ["--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(METRIC_KEYS) <= set(summary["after"])
+    assert len(summary["term_health"]["sd_sketch"]["epoch_means"]) == 4
