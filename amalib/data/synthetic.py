@@ -28,7 +28,7 @@ The two domains draw the same geometry independently (there is no pairing):
 
 Layout under ``root`` (paths in list files are relative to ``root``)::
 
-    manifest.json                       parameters + generator version (reuse check)
+    manifest.json                       parameters, generator version, every file's size
     zeroshot/cname_cid.txt              seen classes:   "name id"
     zeroshot/cname_cid_zero.txt         unseen classes: "name id"
     zeroshot/sketch_filelist_train.txt  seen sketches   "sketch/<class>/<class>_0000.png id"
@@ -40,6 +40,13 @@ Layout under ``root`` (paths in list files are relative to ``root``)::
 
 The pretraining pool is the embedded counterpart of ImageNet: photos only, of classes that are
 neither seen nor unseen, for pretraining a small DINO backbone.
+
+Concurrency: generating a root holds an exclusive lock on the sibling file ``.<name>.lock``, so
+a second process (another run, another DDP job) that wants the same root waits, then reuses the
+tree the first one wrote. A tree is reused only when every file its manifest lists is there with
+its recorded size (:func:`check_mini_benchmark_tree`). Rendering workers are plain subprocesses
+(``amalib.data._render_worker``), so the generator works from a script without a
+``__name__ == "__main__"`` guard, from ``python -c``, from stdin and from a notebook.
 """
 
 from __future__ import annotations
@@ -48,7 +55,11 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +80,7 @@ __all__ = [
     "generate_mini_benchmark",
     "ensure_mini_benchmark",
     "check_mini_benchmark_params",
+    "check_mini_benchmark_tree",
     "plot_mini_benchmark",
 ]
 
@@ -782,6 +794,114 @@ def _read_manifest(root: Path) -> dict | None:
         return None
 
 
+def check_mini_benchmark_tree(root) -> list[str]:
+    """What is wrong with a generated tree: missing files, files of the wrong size.
+
+    The manifest records the size of every file (images and lists); a tree written before it did
+    (no ``files`` entry) is checked against its list files instead: every listed image present
+    and not empty, as many as ``counts`` says.
+
+    Returns:
+        One line per problem (the first 5 and a count of the rest); empty when the tree is whole.
+    """
+    root = Path(root)
+    manifest = _read_manifest(root)
+    if manifest is None:
+        return [f"{root / 'manifest.json'} missing or unreadable"]
+    problems = []
+    files = manifest.get("files")
+    if files is None:  # an older manifest: counts and presence of what the lists name
+        files = {}
+        for rel, count in manifest.get("counts", {}).items():
+            try:
+                lines = (root / rel).read_text(encoding="utf-8").split("\n")
+            except OSError:
+                problems.append(f"{rel}: missing")
+                continue
+            lines = [line.rsplit(" ", 1)[0] for line in lines if line.strip()]
+            if len(lines) != count:
+                problems.append(f"{rel}: {len(lines)} lines, the manifest says {count}")
+            files.update(dict.fromkeys(lines, None))
+    for rel, size in files.items():
+        try:
+            actual = (root / rel).stat().st_size
+        except OSError:
+            problems.append(f"{rel}: missing")
+            continue
+        if (size is None and actual == 0) or (size is not None and actual != size):
+            problems.append(f"{rel}: {actual} bytes, the manifest says {size or 'not empty'}")
+    if len(problems) > 5:
+        problems = problems[:5] + [f"... and {len(problems) - 5} more"]
+    return problems
+
+
+_HELD_LOCKS: set[str] = set()
+
+
+@contextmanager
+def _root_lock(root: Path):
+    """Exclusive lock of ``root`` across processes (``.<name>.lock`` next to it); re-entrant."""
+    import fcntl
+
+    lock_path = root.parent / f".{root.name}.lock"
+    key = str(lock_path.resolve())
+    if key in _HELD_LOCKS:
+        yield
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process generating %s (lock %s)", root, lock_path)
+            t0 = time.perf_counter()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            log.info("lock on %s acquired after %.1f s", root, time.perf_counter() - t0)
+        _HELD_LOCKS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(key)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _render_in_subprocesses(chunks: list, workers: int) -> None:
+    """Render ``chunks`` in ``workers`` subprocesses (``python -m amalib.data._render_worker``).
+
+    Plain subprocesses, not a multiprocessing pool: nothing re-imports the caller's main module.
+    """
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    procs = []
+    try:
+        for w in range(workers):
+            share = chunks[w::workers]
+            if not share:
+                continue
+            errors = tempfile.TemporaryFile(mode="w+")  # a file: a chatty worker cannot block
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "amalib.data._render_worker"], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=errors, env=env, text=True)
+            procs.append((proc, errors))
+            # The worker reads all of its chunks before rendering, so this does not block long.
+            proc.stdin.write(json.dumps(share))
+            proc.stdin.close()
+        for proc, errors in procs:
+            if proc.wait() != 0:
+                errors.seek(0)
+                raise RuntimeError(
+                    f"mini-benchmark rendering worker failed (exit {proc.returncode}): "
+                    f"{errors.read().strip()[-2000:]}\nRetry with workers=1 to render in this "
+                    "process.")
+    finally:
+        for proc, errors in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            errors.close()
+
+
 def generate_mini_benchmark(
     root,
     *,
@@ -831,82 +951,81 @@ def generate_mini_benchmark(
     p = _params(**check_mini_benchmark_params(
         **{k: v for k, v in locals().items() if k not in ("root", "workers")}))
     classes = mini_benchmark_classes(p["n_seen"], p["n_unseen"], p["n_pretrain_classes"])
-    if root.exists() and any(root.iterdir()):
-        manifest = _read_manifest(root)
-        if not manifest or manifest.get("generator") != __name__:
-            raise FileExistsError(
-                f"{root} is not empty and holds no mini-benchmark manifest.json; refusing to "
-                "overwrite it. Pick another root or delete it yourself."
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tasks, lists = [], {}
-        index = _class_indices(classes)
-
-        def add(list_name, domain, folder, names, per_class, ext):
-            ids = {n: i for i, n in enumerate(sorted(names))}
-            lines = []
-            for n in sorted(names):
-                (tmp / folder / n).mkdir(parents=True, exist_ok=True)
-                for j in range(per_class):
-                    rel = f"{folder}/{n}/{n}_{j:04d}.{ext}"
-                    tasks.append((domain, index[n], n, j, rel))
-                    lines.append(f"{rel} {ids[n]}")
-            lists[list_name] = lines
-            return [f"{n} {ids[n]}" for n in sorted(names)]
-
-        seen_map = add("zeroshot/sketch_filelist_train.txt", "sketch", "sketch", classes["seen"],
-                       p["sketches_per_class"], "png")  # fmt: skip
-        add("zeroshot/photo_filelist_train.txt", "photo", "photo", classes["seen"],
-            p["photos_per_class"], "jpg")  # fmt: skip
-        zero_map = add("zeroshot/sketch_filelist_zero.txt", "sketch", "sketch", classes["unseen"],
-                       p["test_sketches_per_class"], "png")  # fmt: skip
-        add("zeroshot/photo_filelist_zero.txt", "photo", "photo", classes["unseen"],
-            p["test_photos_per_class"], "jpg")  # fmt: skip
-        pre_map = add("pretrain/photo_filelist.txt", "pretrain_photo", "pretrain/photo",
-                      classes["pretrain"], p["pretrain_photos_per_class"], "jpg")  # fmt: skip
-
-        n_chunks = max(1, min(len(tasks), 8 * max(workers, 1)))
-        chunks = [(p["seed"], p["image_size"], p["photo_style"], str(tmp), tasks[i::n_chunks])
-                  for i in range(n_chunks)]
-        if workers <= 1:
-            for ch in chunks:
-                _render_chunk(ch)
-        else:
-            import multiprocessing as mp
-
-            # spawn: safe when the caller has torch threads running; children import only numpy/PIL.
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for _ in pool.imap_unordered(_render_chunk, chunks):
-                    pass
-
-        for rel, lines in lists.items():
-            _write_lines(tmp / rel, lines)
-        _write_lines(tmp / "zeroshot/cname_cid.txt", seen_map)
-        _write_lines(tmp / "zeroshot/cname_cid_zero.txt", zero_map)
-        _write_lines(tmp / "pretrain/cname_cid.txt", pre_map)
-        manifest = {
-            "generator": __name__,
-            "version": GENERATOR_VERSION,
-            "params": p,
-            "classes": classes,
-            "counts": {rel: len(lines) for rel, lines in sorted(lists.items())},
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
+    with _root_lock(root):  # one generator per root at a time, across processes
+        if root.exists() and any(root.iterdir()):
+            manifest = _read_manifest(root)
+            if not manifest or manifest.get("generator") != __name__:
+                raise FileExistsError(
+                    f"{root} is not empty and holds no mini-benchmark manifest.json; refusing to "
+                    "overwrite it. Pick another root or delete it yourself."
+                )
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
-            os.replace(tmp, root)
-        except OSError:
-            # Another process generated the same tree meanwhile: keep its copy if it matches.
-            if (_read_manifest(root) or {}).get("params") != p:
-                raise
+            tasks, lists = [], {}
+            index = _class_indices(classes)
+
+            def add(list_name, domain, folder, names, per_class, ext):
+                ids = {n: i for i, n in enumerate(sorted(names))}
+                lines = []
+                for n in sorted(names):
+                    (tmp / folder / n).mkdir(parents=True, exist_ok=True)
+                    for j in range(per_class):
+                        rel = f"{folder}/{n}/{n}_{j:04d}.{ext}"
+                        tasks.append((domain, index[n], n, j, rel))
+                        lines.append(f"{rel} {ids[n]}")
+                lists[list_name] = lines
+                return [f"{n} {ids[n]}" for n in sorted(names)]
+
+            seen_map = add("zeroshot/sketch_filelist_train.txt", "sketch", "sketch", classes["seen"],
+                           p["sketches_per_class"], "png")  # fmt: skip
+            add("zeroshot/photo_filelist_train.txt", "photo", "photo", classes["seen"],
+                p["photos_per_class"], "jpg")  # fmt: skip
+            zero_map = add("zeroshot/sketch_filelist_zero.txt", "sketch", "sketch", classes["unseen"],
+                           p["test_sketches_per_class"], "png")  # fmt: skip
+            add("zeroshot/photo_filelist_zero.txt", "photo", "photo", classes["unseen"],
+                p["test_photos_per_class"], "jpg")  # fmt: skip
+            pre_map = add("pretrain/photo_filelist.txt", "pretrain_photo", "pretrain/photo",
+                          classes["pretrain"], p["pretrain_photos_per_class"], "jpg")  # fmt: skip
+
+            n_chunks = max(1, min(len(tasks), 8 * max(workers, 1)))
+            chunks = [(p["seed"], p["image_size"], p["photo_style"], str(tmp), tasks[i::n_chunks])
+                      for i in range(n_chunks)]
+            if workers <= 1:
+                for ch in chunks:
+                    _render_chunk(ch)
+            else:
+                _render_in_subprocesses(chunks, workers)
+
+            for rel, lines in lists.items():
+                _write_lines(tmp / rel, lines)
+            _write_lines(tmp / "zeroshot/cname_cid.txt", seen_map)
+            _write_lines(tmp / "zeroshot/cname_cid_zero.txt", zero_map)
+            _write_lines(tmp / "pretrain/cname_cid.txt", pre_map)
+            manifest = {
+                "generator": __name__,
+                "version": GENERATOR_VERSION,
+                "params": p,
+                "classes": classes,
+                "counts": {rel: len(lines) for rel, lines in sorted(lists.items())},
+                # Every file's size: a tree is reused only when all are there, whole.
+                "files": {f.relative_to(tmp).as_posix(): f.stat().st_size
+                          for f in sorted(tmp.rglob("*")) if f.is_file()},
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            if root.exists():
+                shutil.rmtree(root)
+            try:
+                os.replace(tmp, root)
+            except OSError:
+                # Another process generated the same tree meanwhile: keep its copy if it matches.
+                if (_read_manifest(root) or {}).get("params") != p:
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("generated mini-benchmark with %d images under %s", len(tasks), root)
+            raise
+        log.info("generated mini-benchmark with %d images under %s", len(tasks), root)
     return root
 
 
@@ -914,7 +1033,9 @@ def ensure_mini_benchmark(root="data/mini", **params) -> Path:
     """Return ``root`` holding the mini-benchmark for ``params``, generating it only if needed.
 
     An existing tree is reused when its ``manifest.json`` records the same generator version and
-    parameters (``workers`` does not count); otherwise it is regenerated from scratch.
+    parameters (``workers`` does not count) and every file it lists is there with its size
+    (:func:`check_mini_benchmark_tree`); otherwise it is regenerated from scratch. Concurrent
+    callers for one root are serialised by a file lock (the later ones reuse the tree).
 
     Args:
         root: Benchmark directory.
@@ -923,16 +1044,23 @@ def ensure_mini_benchmark(root="data/mini", **params) -> Path:
     root = Path(root)
     full = check_mini_benchmark_params(**params)
     wanted = _params(**full)
-    manifest = _read_manifest(root)
-    if (
-        manifest
-        and manifest.get("generator") == __name__
-        and manifest.get("version") == GENERATOR_VERSION
-        and manifest.get("params") == wanted
-    ):
-        log.info("reusing mini-benchmark at %s", root)
-        return root
-    return generate_mini_benchmark(root, **full)
+    # Under the root's lock: a process that finds another generating the same root waits for
+    # it and then reuses its tree instead of reading images that are still being replaced.
+    with _root_lock(root):
+        manifest = _read_manifest(root)
+        if (
+            manifest
+            and manifest.get("generator") == __name__
+            and manifest.get("version") == GENERATOR_VERSION
+            and manifest.get("params") == wanted
+        ):
+            problems = check_mini_benchmark_tree(root)
+            if not problems:
+                log.info("reusing mini-benchmark at %s", root)
+                return root
+            log.warning("mini-benchmark at %s is incomplete, regenerating it: %s", root,
+                        "; ".join(problems))
+        return generate_mini_benchmark(root, **full)
 
 
 def photo_background_kinds(root, list_file: str) -> np.ndarray:

@@ -336,3 +336,90 @@ def test_check_mini_benchmark_params_names_the_bad_parameter():
         synthetic.check_mini_benchmark_params(n_unseen=0)
     with pytest.raises(TypeError, match="unknown.*valid"):
         synthetic.check_mini_benchmark_params(n_sketches=3)
+
+
+# --- issue 18.4: a tree is whole or regenerated; one generator per root at a time -----------
+def test_tree_check_rejects_a_missing_or_truncated_file_and_ensure_repairs_it(tmp_path):
+    from amalib.data.synthetic import check_mini_benchmark_tree
+
+    root = ensure_mini_benchmark(tmp_path / "mini", workers=1, **TINY)
+    assert check_mini_benchmark_tree(root) == []
+    manifest = json.loads((root / "manifest.json").read_text())
+    images = sorted(rel for rel in manifest["files"] if rel.endswith((".png", ".jpg")))
+    assert len(images) == sum(c for rel, c in manifest["counts"].items())
+    truncated, missing = root / images[0], root / images[-1]
+    original = truncated.read_bytes()
+    truncated.write_bytes(original[: len(original) // 2])
+    missing.unlink()
+    problems = check_mini_benchmark_tree(root)
+    assert len(problems) == 2
+    assert any(images[0] in p and "bytes" in p for p in problems)
+    assert any(images[-1] in p and "missing" in p for p in problems)
+    ensure_mini_benchmark(root, workers=1, **TINY)  # not reused: regenerated, whole again
+    assert check_mini_benchmark_tree(root) == [] and truncated.read_bytes() == original
+
+
+def test_tree_check_of_a_manifest_without_sizes_uses_the_lists(tmp_path):
+    from amalib.data.synthetic import check_mini_benchmark_tree
+
+    root = generate_mini_benchmark(tmp_path / "mini", workers=1, **TINY)
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["files"]  # as written before the sizes were recorded
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    assert check_mini_benchmark_tree(root) == []
+    rel = _read_pairs(root / "zeroshot/sketch_filelist_train.txt")[0][0]
+    (root / rel).write_bytes(b"")
+    assert check_mini_benchmark_tree(root) == [f"{rel}: 0 bytes, the manifest says not empty"]
+
+
+_GENERATE = (
+    "import logging, sys\n"
+    "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+    "from amalib.data.synthetic import ensure_mini_benchmark\n"
+    "ensure_mini_benchmark({root!r}, workers={workers}, **{tiny!r})\n"
+)
+
+
+@pytest.mark.slow
+def test_two_processes_generating_one_root_both_end_with_a_whole_tree(tmp_path):
+    import subprocess
+    import sys
+
+    from amalib.data.synthetic import check_mini_benchmark_tree
+
+    root = tmp_path / "mini"
+    code = _GENERATE.format(root=str(root), workers=1, tiny=TINY)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert check_mini_benchmark_tree(root) == []
+    # The lock let exactly one of them render; the other reused its tree.
+    assert sum("generated mini-benchmark" in log for log in logs) == 1, logs
+    assert sum("reusing mini-benchmark" in log for log in logs) == 1, logs
+
+
+# --- issue 18.5: the generator from places a multiprocessing pool cannot serve -------------
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["python -c", "stdin", "script without a main guard"])
+def test_generator_works_from_python_c_stdin_and_an_unguarded_script(tmp_path, how):
+    import subprocess
+    import sys
+
+    from amalib.data.synthetic import check_mini_benchmark_tree
+
+    root = tmp_path / "mini"
+    code = _GENERATE.format(root=str(root), workers=2, tiny=TINY)
+    if how == "python -c":
+        args, stdin = [sys.executable, "-c", code], None
+    elif how == "stdin":
+        args, stdin = [sys.executable, "-"], code
+    else:
+        script = tmp_path / "make_data.py"
+        script.write_text(code)  # no `if __name__ == "__main__":`
+        args, stdin = [sys.executable, str(script)], None
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "generated mini-benchmark" in done.stderr
+    assert check_mini_benchmark_tree(root) == []
