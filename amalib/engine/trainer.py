@@ -16,6 +16,7 @@ model is selected on test data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -33,7 +34,13 @@ from amalib.engine import distributed as du
 from amalib.engine.config import ConfigError, save_config
 from amalib.engine.features import FeatureSet, extract_features
 from amalib.engine.objective import ObjectiveSchedule
-from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, seed_everything
+from amalib.engine.state import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from amalib.losses.mutual_alignment import MA_CROPS, mutual_alignment_multi, mutual_alignment_rows
 from amalib.models.student_teacher import ema_update
 
@@ -173,6 +180,8 @@ class Trainer:
         self._setup_models()
         self._setup_optimisation()
         self.start_epoch, self.start_step = 0, 0
+        # What a mid-epoch checkpoint adds (RNG state, the epoch's clusters), used by fit().
+        self._mid_epoch: dict = {}
         self.history: list[dict] = []
         if resume is not None:
             self._resume(resume)
@@ -427,6 +436,9 @@ class Trainer:
             "rng": rng_state(),
             "config": self.cfg,
             "history": self.history,
+            # The epoch's k-means (a mid-epoch resume must not re-cluster with a moved teacher).
+            "clusters": {d: [dataclasses.asdict(r) for r in results]
+                         for d, results in self.clusters.items()},
         }
 
     def resume(self, path: str | Path) -> None:
@@ -446,6 +458,11 @@ class Trainer:
             loss.load_state_dict(state["dino_loss"][d])
         self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
         self.history = list(state.get("history", []))
+        if self.start_step > 0:
+            self._mid_epoch = {"rng": state.get("rng"), "clusters": state.get("clusters")}
+            if du.is_distributed():
+                self.log("note: a mid-epoch resume under DDP restores rank 0's RNG state only; "
+                         "the other ranks do not continue their exact random streams")
         self.log(f"resumed from {path} at epoch {self.start_epoch}, step {self.start_step}")
 
     def _save(self, epoch: int, step: int, name: str = "checkpoint.pth") -> None:
@@ -474,11 +491,18 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _batches(self, epoch: int):
-        """Yield ``{domain: (crops, indices)}``; the shorter domain's loader is cycled."""
+    def _batches(self, epoch: int, rng_at: tuple[int, dict] | None = None):
+        """Yield ``{domain: (crops, indices)}``; the shorter domain's loader is cycled.
+
+        ``rng_at=(step, state)`` restores the RNG state just before batch ``step`` is loaded:
+        a resumed run loads (and fit skips) the batches before it, then continues with the
+        random stream of the interrupted run.
+        """
         iters = {d: iter(self._loader(d, epoch)) for d in self.domains}
         cycles = dict.fromkeys(self.domains, 0)
-        for _ in range(self.steps_per_epoch):
+        for step in range(self.steps_per_epoch):
+            if rng_at is not None and step == rng_at[0]:
+                set_rng_state(rng_at[1])
             batch = {}
             for d in self.domains:
                 try:
@@ -648,8 +672,15 @@ class Trainer:
                 replaced_before = {d: self._n_replaced(d) for d in self.domains}
                 seed_everything(int(self.cfg["train"]["seed"]) * 1000 + epoch + 7919 * du.rank())
                 self.stats = {}
+                mid_epoch = self._mid_epoch if epoch == self.start_epoch else {}
                 if self.mode == "ama" and self.schedule.needs_clustering(epoch):
-                    self.cluster(epoch)
+                    if mid_epoch.get("clusters"):
+                        from amalib.clustering import ClusterResult
+
+                        for d, results in mid_epoch["clusters"].items():
+                            self.set_clusters(d, [ClusterResult(**r) for r in results])
+                    else:
+                        self.cluster(epoch)
                 self.student.train()
                 sums: dict[str, torch.Tensor] = {}
                 stat_sums: dict[str, torch.Tensor] = {}
@@ -658,7 +689,8 @@ class Trainer:
                 bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}",
                            leave=False, disable=not (self.progress and du.is_main_process()))
                 n_steps = 0
-                for step, batch in enumerate(self._batches(epoch)):
+                rng_at = (skip, mid_epoch["rng"]) if mid_epoch.get("rng") else None
+                for step, batch in enumerate(self._batches(epoch, rng_at)):
                     if step < skip:
                         continue
                     global_step = epoch * self.steps_per_epoch + step

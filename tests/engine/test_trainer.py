@@ -208,3 +208,34 @@ def test_truncated_sketches_are_replaced_and_batches_stay_equal(tiny_root, tmp_p
     assert history[0]["replaced_unreadable"] == {"sketch": len(broken), "photo": 0}
     assert any("replaced unreadable training images" in line and f"sketch {len(broken)}" in line
                for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_at", [0, 2], ids=["epoch0", "epoch1-with-kmeans"])
+def test_resume_mid_epoch_ends_with_the_uninterrupted_weights(tiny_config, tmp_path, stop_at):
+    """Issue 18.2: the RNG state is restored before the next batch and the epoch's clusters come
+    from the checkpoint, so stopping after any step and resuming changes nothing."""
+    full = Trainer(tiny_config(), tmp_path / "full", progress=False, log=lambda _: None)
+    full.fit()
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(), run, progress=False, log=lambda _: None)
+    original = trainer.train_step
+
+    def interrupting(batch, epoch, global_step):
+        out = original(batch, epoch, global_step)
+        if global_step == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    trainer.train_step = interrupting
+    trainer.fit()
+    state = load_checkpoint(run / "checkpoint.pth")
+    assert (state["epoch"], state["step"]) == (stop_at // 2, 1)  # 2 steps per epoch
+    assert bool(state["clusters"]) == (stop_at == 2)  # epoch 1 has k-means, epoch 0 has not
+    resumed = Trainer(tiny_config(), run, progress=False, log=lambda _: None,
+                      resume=run / "checkpoint.pth")
+    resumed.fit()
+    for name in ("student", "teacher"):
+        expected, got = getattr(full, name).state_dict(), getattr(resumed, name).state_dict()
+        different = [k for k in expected if not torch.equal(expected[k], got[k])]
+        assert not different, f"{name}: {different[:3]}"
