@@ -13,7 +13,7 @@ from amalib._lazy import lazy_exports
 _EXPORTS = {
     "config": ("ConfigError", "load_config", "apply_overrides", "available_configs"),
     "objective": ("ObjectiveSchedule",),
-    "trainer": ("Trainer", "TrainingDivergedError", "train"),
+    "trainer": ("Trainer", "TrainingDivergedError", "TrainingInterrupted", "train"),
     "features": ("FeatureSet", "extract_features"),
     "evaluate": ("evaluate_backbone", "load_trained_backbone", "test_features"),
     "state": ("save_checkpoint", "load_checkpoint", "export_teacher"),
