@@ -79,9 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None)
 
-    p = sub.add_parser("ablate", help="SD only, +CC, +MA, +SG on the mini-benchmark over seeds")
+    p = sub.add_parser("ablate", help="SD only, +CC, +MA, +SG and the supervised oracle on the "
+                                      "mini-benchmark over seeds")
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rows", nargs="+", default=None, metavar="ROW",
+                   help="trained rows to run: sd, sd+cc, sd+cc+ma, ama, oracle (default: all)")
     _add_config_args(p)
     return parser
 
@@ -223,10 +226,15 @@ def _cmd_retrieve(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from amalib.engine.ablation import format_ablation, run_ablation
+    from amalib.engine.ablation import ROWS, format_ablation, run_ablation
+    from amalib.engine.config import ConfigError
 
+    rows = tuple(args.rows or ROWS)
+    if set(rows) - set(ROWS):
+        raise ConfigError(f"--rows: unknown {sorted(set(rows) - set(ROWS))}; choose from "
+                          f"{', '.join(ROWS)}")
     table = run_ablation(args.out, seeds=args.seeds, config=args.config,
-                         overrides=args.overrides, progress=not args.no_progress)
+                         overrides=args.overrides, rows=rows, progress=not args.no_progress)
     print(format_ablation(table))
     return 0
 

@@ -31,7 +31,7 @@ process only; the teacher copies the student's batch-norm statistics at every EM
         --set data.generate.pretrain_photos_per_class=250 --set train.epochs=100
     # no training: random init against exported backbones
     python benchmarks/probe_pretraining.py --out runs/probe_only \\
-        --backbones amalib/assets/mini_dino_vit.pth runs/pretrain_probe/teacher.pth
+        --backbones amalib/assets/mini_backbone.pth runs/pretrain_probe/teacher.pth
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import torch
 from amalib.data.benchmarks import read_file_list
 from amalib.data.synthetic import photo_background_kinds
 from amalib.engine.config import load_config
+from amalib.engine.evaluate import mean_pairwise_cosine, within_set_map
 from amalib.engine.features import FeatureSet
 from amalib.engine.state import export_teacher
 from amalib.engine.trainer import Trainer
@@ -63,10 +64,7 @@ def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:
     return evaluate_retrieval(q.features[qv], q.labels[qv], g.features[gv], g.labels[gv])["mAP@all"]
 
 
-def _within(features: FeatureSet) -> float:
-    """mAP@all inside one set: the even-indexed images query the odd-indexed ones."""
-    even = torch.arange(len(features)) % 2 == 0
-    return _map(features, features, even, ~even)
+_within = within_set_map
 
 
 # Re-rendering the photos to recover their backgrounds takes seconds: once per process.
@@ -94,9 +92,7 @@ def probe(trainer: Trainer) -> dict:
     photos = f["photo_test"]
     out["unseen_p2p_background"] = _within(
         FeatureSet(photos.features, photos.valid, torch.from_numpy(kinds)))
-    sk = f["sketch_test"].features[f["sketch_test"].valid]
-    n = len(sk)
-    out["sketch_cos"] = float(((sk @ sk.T).sum() - n) / (n * (n - 1)))
+    out["sketch_cos"] = mean_pairwise_cosine(f["sketch_test"].features[f["sketch_test"].valid])
     return out
 
 

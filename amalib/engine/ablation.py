@@ -17,7 +17,7 @@ import numpy as np
 
 from amalib.metrics import METRIC_KEYS
 
-__all__ = ["ABLATIONS", "AMA", "ORACLE", "STARTING_BACKBONE", "run_ablation", "format_ablation",
+__all__ = ["ABLATIONS", "AMA", "ORACLE", "ROWS", "STARTING_BACKBONE", "run_ablation", "format_ablation",
            "gap_closed", "train_oracle"]
 
 STARTING_BACKBONE = "starting backbone (no AMA training)"
@@ -34,15 +34,25 @@ ABLATIONS: dict[str, list[str]] = {
 }
 
 
+#: Short names of the trained rows, for ``run_ablation(rows=...)`` and ``amalib ablate --rows``.
+ROWS = {"sd": "SD only", "sd+cc": "SD + CC", "sd+cc+ma": "SD + CC + MA", "ama": AMA,
+        "oracle": ORACLE}
+
+
 def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: str = "mini",
-                 overrides=(), progress: bool = False, log=print) -> dict:
+                 overrides=(), rows=tuple(ROWS), progress: bool = False, log=print) -> dict:
     """Train every variant for every seed; returns ``{variant: {seed: final metrics}}``.
 
     The first row, :data:`STARTING_BACKBONE`, is the configured backbone evaluated before any
     training (seed ``"-"``): the baseline every variant is compared with. Results are also
     written to ``<out>/ablation.json``; finished runs found there are reused, so an interrupted
-    ablation continues where it stopped.
+    ablation continues where it stopped. ``rows`` (keys of :data:`ROWS`) limits which trained
+    rows run, e.g. ``("oracle",)``; rows already in ``ablation.json`` stay in the table.
     """
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown ablation rows {unknown}; choose from {sorted(ROWS)}")
+    wanted = {ROWS[r] for r in rows}
     from amalib.engine.config import load_config
     from amalib.engine.trainer import Trainer
 
@@ -61,6 +71,8 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
         table = {STARTING_BACKBONE: {"-": {k: start[k] for k in METRIC_KEYS}}, **table}
         table_file.write_text(json.dumps(table, indent=2))
     for name, switches in ABLATIONS.items():
+        if name not in wanted:
+            continue
         for seed in seeds:
             if str(seed) in table.get(name, {}):
                 continue
@@ -73,7 +85,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
             final = trainer.history[-1]["eval"]
             table.setdefault(name, {})[str(seed)] = {k: final[k] for k in METRIC_KEYS}
             table_file.write_text(json.dumps(table, indent=2))
-    for seed in seeds:
+    for seed in seeds if ORACLE in wanted else ():
         if str(seed) in table.get(ORACLE, {}):
             continue
         cfg = load_config(config, [*overrides, f"train.seed={seed}"])

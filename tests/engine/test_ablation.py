@@ -109,3 +109,19 @@ def test_oracle_fine_tunes_the_starting_backbone_with_seen_labels(tiny_root, tmp
     assert lists[-2:] == ["sketch_filelist_train.txt", "photo_filelist_train.txt"]
     assert steps == [(2, 16, 4)]  # AMA's 1 epoch x 2 steps, 8 + 8 images, 4 seen classes
     assert set(METRIC_KEYS) <= set(result)
+
+
+def test_rows_limit_what_is_trained(tiny_root, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(ablation, "train_oracle",
+                        lambda cfg, run, **kw: trained.append(("oracle", run.name))
+                        or dict.fromkeys(METRIC_KEYS, 0.5))
+    monkeypatch.setattr("amalib.engine.trainer.Trainer.fit",
+                        lambda self: trained.append(("fit", self.run_dir.name)))
+    overrides = tiny_overrides(tiny_root)
+    table = run_ablation(tmp_path / "a", seeds=(0, 1), overrides=overrides, rows=("oracle",),
+                         log=lambda _line: None)
+    assert trained == [("oracle", "oracle_seed0"), ("oracle", "oracle_seed1")]
+    assert list(table) == [STARTING_BACKBONE, ORACLE]
+    with pytest.raises(ValueError, match="unknown ablation rows"):
+        run_ablation(tmp_path / "a", rows=("everything",), overrides=overrides)
