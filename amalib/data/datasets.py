@@ -169,7 +169,11 @@ class UnlabelledImages(_ImageList):
 
 
 class LabelledImages(_ImageList):
-    """Images with labels, for evaluation only: ``dataset[i] = (transform(image), label, i)``.
+    """Images with labels: ``dataset[i] = (transform(image), label, i)``.
+
+    For evaluation, and for the supervised training outside AMA (the embedded starting backbone
+    on the pool classes, the ablation's oracle; :mod:`amalib.engine.supervised`). AMA's training
+    sets are :class:`UnlabelledImages`.
 
     Args:
         root: Directory the list's paths are relative to.

@@ -53,12 +53,26 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     if unknown:
         raise ValueError(f"unknown ablation rows {unknown}; choose from {sorted(ROWS)}")
     wanted = {ROWS[r] for r in rows}
-    from amalib.engine.config import load_config
+    from amalib.engine.config import ConfigError, load_config
+    from amalib.engine.supervised import SUPERVISED_KEYS
     from amalib.engine.trainer import Trainer
 
+    base = load_config(config, list(overrides))
+    if ORACLE in wanted and not set(SUPERVISED_KEYS) <= set(base.get("pretrain", {})):
+        raise ConfigError(f"the oracle row reads the pretrain section ({', '.join(SUPERVISED_KEYS)}"
+                          f") of the config, which {config!r} lacks; leave it out with --rows")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table_file = out / "ablation.json"
+    # Rows found in ablation.json are reused only for the same config: ablation_config.json
+    # holds the resolved config (seed aside) that the table was made with.
+    config_file = out / "ablation_config.json"
+    resolved = json.loads(json.dumps(base, default=str))
+    resolved["train"].pop("seed", None)
+    if config_file.exists() and json.loads(config_file.read_text()) != resolved:
+        raise ConfigError(f"{out} holds an ablation made with another config (see "
+                          f"{config_file}); choose another --out or delete it")
+    config_file.write_text(json.dumps(resolved, indent=2))
     table = json.loads(table_file.read_text()) if table_file.exists() else {}
     if STARTING_BACKBONE not in table:
         # The row every variant starts from: the configured backbone, evaluated untrained (the
@@ -101,7 +115,9 @@ def train_oracle(cfg: dict, run_dir: str | Path, *, progress: bool = False) -> d
 
     The starting backbone of ``cfg`` (``model.pretrained``) is fine-tuned with cross-entropy on
     the **labelled** seen-class training sketches and photos, for ``train.epochs`` x the AMA
-    run's steps per epoch, on ``2 x data.batch_size`` images per step (AMA's sketches + photos).
+    run's steps per epoch, on ``2 x data.batch_size`` images per step (as many as AMA's
+    sketches + photos), drawn uniformly from both lists together (so the mix of domains follows
+    the lists' sizes: half and half on the mini-benchmark).
     AdamW with ``pretrain.lr`` scaled linearly from ``pretrain.batch_size`` to that batch, and
     ``pretrain.weight_decay``. Nothing is selected: the last step is evaluated.
     """
@@ -116,7 +132,8 @@ def train_oracle(cfg: dict, run_dir: str | Path, *, progress: bool = False) -> d
     transform = supervised_transform(int(cfg["model"]["img_size"]),
                                      scale=tuple(dcfg["photo_crops"]["global_scale"]))
     lists = [trainer.root / spec.sketch_train, trainer.root / spec.photo_train]
-    sets = [LabelledImages(trainer.root / spec.image_root, f, transform) for f in lists]
+    sets = [LabelledImages(trainer.root / spec.image_root, f, transform,
+                           layout=spec.layout(trainer.root)) for f in lists]
     n_classes = 1 + max(label for f in lists for _, label in read_file_list(f))
     batch = 2 * int(dcfg["batch_size"])
     backbone = trainer.teacher.backbone  # what trainer.evaluate() reads

@@ -244,10 +244,11 @@ def describe_starting_backbone(cfg: dict, trainer) -> dict:
         out["objective"] = "as published on the hub"
     else:
         extra = read_dino_checkpoint(trainer.pretrained).extra
-        out.update(extra.get("provenance") or {"objective": "DINO (no provenance recorded)"})
+        out.update(extra.get("provenance") or {})
+        out.setdefault("objective", "unknown (the file records no provenance)")
     dcfg, mcfg = cfg["data"], cfg["model"]
     kw = dict(batch_size=dcfg["eval_batch_size"], device=trainer.device,
-              num_workers=int(dcfg["num_workers"]), progress=False)
+              num_workers=int(dcfg["num_workers"]), progress=False, ap=cfg["eval"]["ap"])
     out["report"] = backbone_report(trainer.teacher.backbone, trainer.eval_sets, **kw)
     state = torch.random.get_rng_state()
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ one AdamW step on the cross-entropy.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
 
-from amalib.engine.state import load_checkpoint, rng_state, save_checkpoint, seed_everything
+from amalib.engine.state import load_checkpoint, save_checkpoint, seed_everything
+from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted, _StopRequest
 
 __all__ = ["SUPERVISED_KEYS", "train_supervised", "pretrain_supervised", "export_backbone"]
 
@@ -36,7 +38,7 @@ SUPERVISED_KEYS = ("steps", "batch_size", "lr", "weight_decay", "crop_scale", "c
 
 
 def _labelled_loader(datasets: Sequence[Dataset], *, steps: int, batch_size: int,
-                     num_workers: int, seed: int, start_step: int = 0) -> DataLoader:
+                     num_workers: int, seed: int) -> DataLoader:
     from amalib.data.datasets import collate_skip_broken
 
     data = datasets[0] if len(datasets) == 1 else ConcatDataset(list(datasets))
@@ -113,6 +115,10 @@ def train_supervised(
         if checkpoint is None:
             raise ValueError("resume=True needs a checkpoint path")
         state = load_checkpoint(checkpoint, map_location=device)
+        if "classifier" not in state or "backbone" not in state:
+            raise ValueError(f"{checkpoint} is not a supervised-training checkpoint (it has "
+                             f"{sorted(state)[:6]}); resume from the checkpoint.pth that "
+                             "`amalib pretrain` wrote with pretrain.objective=supervised")
         backbone.load_state_dict(state["backbone"])
         classifier.load_state_dict(state["classifier"])
         optimizer.load_state_dict(state["optimizer"])
@@ -124,36 +130,52 @@ def train_supervised(
             return
         save_checkpoint({"backbone": backbone.state_dict(), "classifier": classifier.state_dict(),
                          "optimizer": optimizer.state_dict(), "step": step, "history": history,
-                         "rng": rng_state(), **(extra_state or {})}, checkpoint)
+                         **(extra_state or {})}, checkpoint)
 
+    if start >= steps:
+        backbone.eval()
+        return history
     block = checkpoint_every if checkpoint_every > 0 else max(1, steps // 10)
-    # Every step draws from the same sampler: steps already done are skipped, not redrawn.
+    # Every step draws from the same seeded sampler and the augmentation's random stream: a
+    # resumed run replays the batches of the steps already done (without training on them), so
+    # it trains on exactly the batches the uninterrupted run would have.
     loader = _labelled_loader(datasets, steps=steps, batch_size=batch_size,
                               num_workers=num_workers, seed=seed)
     bar = tqdm(total=steps, initial=start, desc="supervised", leave=False, disable=not progress)
     t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-    for step, batch in enumerate(loader, start=1):
-        if step <= start:
-            continue
-        if batch is None:  # every image of the batch unreadable
-            continue
-        images, labels, _ = batch
-        images, labels = images.to(device), labels.to(device)
-        logits = classifier(backbone(images))
-        loss = nn.functional.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"non-finite cross-entropy at step {step}; lower pretrain.lr "
-                f"(the last checkpoint, if any, is untouched)")
-        loss_sum += value * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += len(labels)
-        bar.update(1)
-        if step % block == 0 or step == steps:
+    with _StopRequest() as stop:
+        for step, batch in enumerate(loader, start=1):
+            if step <= start:
+                continue
+            if batch is not None:  # None: every image of the batch was unreadable
+                images, labels, _ = batch
+                images, labels = images.to(device), labels.to(device)
+                logits = classifier(backbone(images))
+                loss = nn.functional.cross_entropy(logits, labels)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    kept = (f"the last checkpoint {checkpoint} is untouched"
+                            if checkpoint is not None and Path(checkpoint).exists()
+                            else "no checkpoint had been written yet")
+                    raise TrainingDivergedError(
+                        f"non-finite cross-entropy at step {step}; {kept}. Lower the "
+                        "learning rate (pretrain.lr) or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += value * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                seen += len(labels)
+            bar.update(1)
+            if stop.signal is not None:
+                bar.close()
+                save(step)
+                where = f"; checkpoint written to {checkpoint}" if checkpoint else ""
+                raise TrainingInterrupted(
+                    stop.signal, f"{signal.Signals(stop.signal).name} received: stopped after "
+                    f"step {step} of {steps}{where}")
+            if step % block != 0 and step != steps:
+                continue
             record = {"step": step, "loss": loss_sum / max(seen, 1),
                       "accuracy": correct / max(seen, 1),
                       "time_s": round(time.perf_counter() - t0, 1)}
@@ -201,17 +223,34 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     if spec.pretrain_photos is None:
         raise ConfigError(f"benchmark {spec.name!r} has no pool of pretraining classes")
     pool_list = root / spec.pretrain_photos
-    n_classes = 1 + max(label for _, label in read_file_list(pool_list))
+    pool_labels = [label for _, label in read_file_list(pool_list)]
+    if not pool_labels:
+        raise ConfigError(f"{pool_list} lists no images: supervised pretraining needs pool "
+                          "classes (data.generate.n_pretrain_classes > 0)")
+    n_classes = 1 + max(pool_labels)
     transform = supervised_transform(int(mcfg["img_size"]), scale=tuple(pcfg["crop_scale"]))
     pool = LabelledImages(root / spec.image_root, pool_list, transform, layout=spec.layout(root))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     checkpoint = run_dir / "checkpoint.pth"
-    if resume is not None and Path(resume).resolve() != checkpoint.resolve():
-        import shutil
+    if resume is not None:
+        state = load_checkpoint(resume)
+        if state.get("mode") != "pretrain-supervised":
+            raise ConfigError(f"{resume} is not a supervised pretraining checkpoint (mode "
+                              f"{state.get('mode')!r}); with pretrain.objective=dino, resume "
+                              "DINO checkpoints")
+        def fixed(p):  # the settings a resumed run may not change (steps may grow)
+            return {k: v for k, v in p.items() if k not in ("steps", "checkpoint_every")}
 
-        shutil.copyfile(resume, checkpoint)
+        if state["config"]["model"] != mcfg or fixed(state["config"]["pretrain"]) != fixed(pcfg):
+            raise ConfigError(f"{resume} was written with other model/pretrain settings than "
+                              "this run's; resume with the config it was written with (only "
+                              "pretrain.steps and pretrain.checkpoint_every may change)")
+        if Path(resume).resolve() != checkpoint.resolve():
+            import shutil
+
+            shutil.copyfile(resume, checkpoint)
     seed = int(config["train"]["seed"])
     seed_everything(seed)
     backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"], img_size=mcfg["img_size"],

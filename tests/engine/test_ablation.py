@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 from tiny_benchmark import tiny_overrides
 
@@ -102,10 +103,22 @@ def test_oracle_fine_tunes_the_starting_backbone_with_seen_labels(tiny_root, tmp
         steps.append((kwargs["steps"], kwargs["batch_size"], n_classes))
         return real_train(backbone, datasets, n_classes, **kwargs)
 
+    trained_backbones = []
+
+    def spy_train_keep(backbone, datasets, n_classes, **kwargs):
+        trained_backbones.append((backbone, {k: v.clone() for k, v in
+                                             backbone.state_dict().items()}))
+        return spy_train(backbone, datasets, n_classes, **kwargs)
+
     monkeypatch.setattr(LabelledImages, "__init__", spy_init)
-    monkeypatch.setattr("amalib.engine.supervised.train_supervised", spy_train)
+    monkeypatch.setattr("amalib.engine.supervised.train_supervised", spy_train_keep)
     result = ablation.train_oracle(cfg, tmp_path / "oracle")
-    # Seen-class training sketches and photos (then the evaluation's unseen test lists).
+    # The backbone itself learned (not only the linear classifier on top of it).
+    backbone, before = trained_backbones[0]
+    changed = [k for k, v in backbone.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert "blocks.0.attn.qkv.weight" in changed
+    # The evaluation's unseen test lists are built first, then the seen-class training lists.
     assert lists[-2:] == ["sketch_filelist_train.txt", "photo_filelist_train.txt"]
     assert steps == [(2, 16, 4)]  # AMA's 1 epoch x 2 steps, 8 + 8 images, 4 seen classes
     assert set(METRIC_KEYS) <= set(result)

@@ -337,7 +337,7 @@ def test_pos_embed_interpolation_reaches_both_networks(tiny_root, tmp_path):
 
 # ----------------------------------------------------------------- what the shipped configs set
 RELEASE_SWITCHES = {
-    ("loss", "mutual_alignment", "crops"): ("both_global", "first_global"),
+    ("loss", "mutual_alignment", "crops"): ("both_global", "both_global"),
     ("loss", "dino", "center"): ("shared", "per_domain"),
     ("model", "init_student_from"): ("student", "teacher"),
     ("loss", "cluster", "space"): ("raw_euclidean", "normalised_spherical"),

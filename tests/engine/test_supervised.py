@@ -64,11 +64,16 @@ def test_checkpoint_resume_and_export_round_trip(tiny_root, tmp_path):
                          progress=False, log=lambda _line: None)
         return backbone
 
+    uninterrupted = {k: v.clone() for k, v in run(4).state_dict().items()}
+    ckpt.unlink()
     run(2)
     assert load_checkpoint(ckpt)["step"] == 2
     resumed = run(4, resume=True, seed=123)  # the weights come from the checkpoint, not the seed
     state = load_checkpoint(ckpt)
     assert state["step"] == 4 and [r["step"] for r in state["history"]] == [2, 4]
+    # Stopped after step 2 and resumed: the same weights as the run that was never stopped.
+    for key, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, uninterrupted[key], rtol=0, atol=0)
 
     out = export_backbone(ckpt, tmp_path / "asset.pth", command="amalib pretrain ...")
     read = read_dino_checkpoint(out)
@@ -141,3 +146,30 @@ def test_unknown_pretrain_objective_is_a_one_line_error(tiny_root, tmp_path, cap
     argv = ["pretrain", "--out", str(tmp_path / "run"), "--set", "pretrain.objective=mae"]
     assert main(argv) == 2
     assert "pretrain.objective must be 'dino' or 'supervised'" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_kind_of_checkpoint(tiny_root, tmp_path):
+    from amalib.engine.state import save_checkpoint
+
+    sets, n_classes = _pool(tiny_root)
+    save_checkpoint({"student": {}, "teacher": {}, "step": 1}, tmp_path / "dino.pth")
+    backbone = create_vit("vit_micro", patch_size=8, img_size=32, stem="cnn")
+    with pytest.raises(ValueError, match="not a supervised-training checkpoint"):
+        train_supervised(backbone, sets, n_classes, steps=2, batch_size=4, lr=1e-3,
+                         weight_decay=0.0, checkpoint=tmp_path / "dino.pth", resume=True,
+                         progress=False, log=lambda _line: None)
+
+
+def test_non_finite_loss_is_a_divergence_error_before_any_update(tiny_root):
+    from amalib.engine.trainer import TrainingDivergedError
+
+    sets, n_classes = _pool(tiny_root)
+    backbone = create_vit("vit_micro", patch_size=8, img_size=32, stem="cnn")
+    with torch.no_grad():
+        backbone.norm.weight.fill_(float("nan"))
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    with pytest.raises(TrainingDivergedError, match="non-finite cross-entropy at step 1"):
+        train_supervised(backbone, sets, n_classes, steps=2, batch_size=4, lr=1e-3,
+                         weight_decay=0.0, progress=False, log=lambda _line: None)
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, before[key], equal_nan=True)
