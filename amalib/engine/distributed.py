@@ -120,6 +120,25 @@ def gather_by_index(values: torch.Tensor, indices: torch.Tensor, total: int) -> 
     return out
 
 
+def average_buffers(module: torch.nn.Module) -> None:
+    """Replace each floating-point buffer of ``module`` (batch-norm running statistics) by its
+    mean over the processes, in place; integer buffers are taken from rank 0. No-op in a single
+    process.
+
+    Each rank's batch norm tracks statistics of its own batches, so without this the ranks of a
+    DDP run would extract features with different statistics (the teacher's buffers are copied
+    from each rank's student after every step).
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(world_size())
+        else:
+            dist.broadcast(buffer, src=0)
+
+
 def broadcast_object(obj, src: int = 0):
     """Send a picklable object from ``src`` to every process (identity in a single process)."""
     if not is_distributed():

@@ -516,6 +516,7 @@ class Trainer:
     def extract(self, split: str, *, normalize: bool = True) -> FeatureSet:
         """Teacher-backbone features of one split (``sketch_test``, ``photo_train``, …),
         L2-normalised unless ``normalize=False`` (raw CLS features)."""
+        du.average_buffers(self.teacher)  # one set of batch-norm statistics on every rank
         return extract_features(
             self.teacher.backbone, self.eval_sets[split],
             batch_size=self.cfg["data"]["eval_batch_size"], device=self.device,
