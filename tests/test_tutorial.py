@@ -265,7 +265,8 @@ def test_starting_backbone_loads_the_named_weights(in_tmp, tiny_root):
 
     profile = tiny_profile(tiny_root)
     torch.manual_seed(7)
-    source = create_vit("vit_micro", patch_size=8, img_size=32)
+    stem = profile.config()["model"]["stem"]  # mini's: the CNN-stem hybrid
+    source = create_vit("vit_micro", patch_size=8, img_size=32, stem=stem)
     path = save_backbone(source, in_tmp / "w.pth")
     backbone = tutorial.load_starting_backbone(profile.config(f"model.pretrained={path}"))
     x = torch.randn(2, 3, 32, 32)
