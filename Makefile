@@ -19,7 +19,7 @@ $(STAMP): requirements/lock-cpu.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## The main job: embedded benchmark → pretrained small DINO ViT → AMA → zero-shot evaluation.
+## The main job: embedded benchmark → shipped starting backbone (pool-class hybrid ViT) → AMA → zero-shot evaluation.
 demo: $(STAMP)
 	$(BIN)/amalib demo --out $(OUT)
 

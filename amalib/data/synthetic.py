@@ -39,7 +39,7 @@ Layout under ``root`` (paths in list files are relative to ``root``)::
     pretrain/photo_filelist.txt         "pretrain/photo/<class>/<class>_0000.jpg id"
 
 The pretraining pool is the embedded counterpart of ImageNet: photos only, of classes that are
-neither seen nor unseen, for pretraining a small DINO backbone.
+neither seen nor unseen, for pretraining the starting backbone (amalib pretrain).
 
 Concurrency: generating a root holds an exclusive lock on the sibling file ``.<name>.lock``, so
 a second process (another run, another DDP job) that wants the same root waits, then reuses the
