@@ -144,7 +144,7 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
         return result, q, g
 
     before, q0, g0 = evaluate()
-    starting = describe_starting_backbone(cfg, trainer)
+    starting = describe_starting_backbone(cfg, trainer, features=(q0, g0))
     log(f"starting backbone ({cfg['model']['pretrained']}, {starting['objective']}): "
         f"mAP@all {before['mAP@all']:.4f}")
     if resume is not None:
@@ -222,17 +222,18 @@ def term_health(history: list[dict], out_dim: int, *, tolerance: float = 0.05) -
     return report
 
 
-def describe_starting_backbone(cfg: dict, trainer) -> dict:
+def describe_starting_backbone(cfg: dict, trainer, *, features=None) -> dict:
     """Where the starting backbone comes from and how genuine it is, for ``summary.json``.
 
     ``file`` and the provenance an exported file records (``objective``, ``pool_classes``,
     ``steps``, ``command``, …; :func:`amalib.engine.supervised.export_backbone`), then
     ``report`` and ``random_init``: :func:`amalib.engine.evaluate.backbone_report` of the
-    starting backbone and of a randomly initialised one of the same architecture (seed 0).
+    starting backbone (from ``features``, its ``(sketch_test, photo_test)`` features, when
+    given) and of a randomly initialised one of the same architecture (seed 0).
     """
     import torch
 
-    from amalib.engine.evaluate import backbone_report
+    from amalib.engine.evaluate import backbone_report, features_report
     from amalib.models import create_vit
     from amalib.models.checkpoint import read_dino_checkpoint
 
@@ -249,7 +250,10 @@ def describe_starting_backbone(cfg: dict, trainer) -> dict:
     dcfg, mcfg = cfg["data"], cfg["model"]
     kw = dict(batch_size=dcfg["eval_batch_size"], device=trainer.device,
               num_workers=int(dcfg["num_workers"]), progress=False, ap=cfg["eval"]["ap"])
-    out["report"] = backbone_report(trainer.teacher.backbone, trainer.eval_sets, **kw)
+    if features is not None:  # the starting backbone's test features, already extracted
+        out["report"] = features_report(*features, ap=kw["ap"])
+    else:
+        out["report"] = backbone_report(trainer.teacher.backbone, trainer.eval_sets, **kw)
     state = torch.random.get_rng_state()
     torch.manual_seed(0)
     random_init = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],

@@ -9,7 +9,7 @@ from torch import nn
 from amalib.engine.features import FeatureSet, extract_features
 
 __all__ = ["test_features", "evaluate_backbone", "load_trained_backbone", "within_set_map",
-           "mean_pairwise_cosine", "backbone_report"]
+           "mean_pairwise_cosine", "backbone_report", "features_report"]
 
 
 def test_features(backbone: nn.Module, eval_sets: dict, *, batch_size: int = 256,
@@ -65,14 +65,18 @@ def backbone_report(backbone: nn.Module, eval_sets: dict, *, ap: str = "interpol
     """How genuine a starting backbone is, on the unseen (test) classes.
 
     Returns ``{"sketch->photo", "photo->photo", "sketch->sketch", "sketch_cosine"}`` (AP
-    convention ``ap``): the
-    zero-shot task's mAP@all, the within-domain mAP@all of photos and of sketches
+    convention ``ap``): the zero-shot task's mAP@all, the within-domain mAP@all of photos and of sketches
     (:func:`within_set_map`) and the mean pairwise cosine of the sketch queries
     (:func:`mean_pairwise_cosine`). A report only: nothing may be selected on it.
     """
+    return features_report(*test_features(backbone, eval_sets, **kwargs), ap=ap)
+
+
+def features_report(q: FeatureSet, g: FeatureSet, *, ap: str = "interpolated") -> dict:
+    """:func:`backbone_report` from already extracted query (sketch) and gallery (photo)
+    features, e.g. those of an evaluation that just ran."""
     from amalib.metrics import evaluate_retrieval
 
-    q, g = test_features(backbone, eval_sets, **kwargs)
     return {
         "sketch->photo": evaluate_retrieval(q.features[q.valid], q.labels[q.valid],
                                             g.features[g.valid], g.labels[g.valid],

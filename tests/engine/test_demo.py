@@ -25,6 +25,10 @@ def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
     for name in ("retrieval_grid.png", "umap.png", "train/curves.png"):
         assert (tmp_path / "demo" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "mAP@all" in "\n".join(lines)
+    # The starting backbone's report reuses the "before" evaluation's features.
+    start = written["starting_backbone"]
+    assert start["report"]["sketch->photo"] == pytest.approx(written["before"]["mAP@all"])
+    assert set(start["random_init"]) == set(start["report"])
 
 
 def test_comparison_table_ratio():
