@@ -29,7 +29,12 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
 
 from amalib.engine.state import load_checkpoint, save_checkpoint, seed_everything
-from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted, _StopRequest
+from amalib.engine.trainer import (
+    TrainingDivergedError,
+    TrainingInterrupted,
+    _StopRequest,
+    ensure_generated_data,
+)
 
 __all__ = ["SUPERVISED_KEYS", "train_supervised", "pretrain_supervised", "export_backbone"]
 
@@ -203,7 +208,6 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     """
     from amalib.data.benchmarks import read_file_list, resolve_benchmark
     from amalib.data.datasets import LabelledImages
-    from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
     from amalib.data.transforms import supervised_transform
     from amalib.engine.config import ConfigError, save_config
     from amalib.models import create_vit
@@ -212,13 +216,7 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     missing = [k for k in SUPERVISED_KEYS if k not in pcfg]
     if missing:
         raise ConfigError(f"pretrain section lacks {missing} (objective: supervised)")
-    root = Path(dcfg["root"])
-    if dcfg.get("generate"):
-        try:
-            params = check_mini_benchmark_params(**dcfg["generate"])
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"data.generate: {err}") from err
-        ensure_mini_benchmark(root, **params)
+    root = ensure_generated_data(dcfg)
     spec = resolve_benchmark(root, str(config["benchmark"]))
     if spec.pretrain_photos is None:
         raise ConfigError(f"benchmark {spec.name!r} has no pool of pretraining classes")

@@ -68,6 +68,22 @@ class TrainingInterrupted(Exception):
         self.exit_status = 128 + signum
 
 
+def ensure_generated_data(data_cfg: dict) -> Path:
+    """``data.root`` as a Path, after generating the embedded benchmark there (rank 0, every rank
+    waiting) when the config has a ``data.generate`` section; a bad generator parameter is a
+    :class:`ConfigError`."""
+    root = Path(data_cfg["root"])
+    if data_cfg.get("generate"):
+        from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
+
+        try:
+            params = check_mini_benchmark_params(**data_cfg["generate"])
+        except (TypeError, ValueError) as err:  # a bad data.generate parameter
+            raise ConfigError(f"data.generate: {err}") from err
+        du.run_on_main_process(ensure_mini_benchmark, root, **params)
+    return root
+
+
 def resolve_pretrained(spec: str | None) -> str | None:
     """Turn ``model.pretrained`` into a path (or hub tag); ``None``/``"none"`` means random init.
 
@@ -222,15 +238,7 @@ class Trainer:
                 "data.root is not set: pass --set data.root=/path/to/datasets (the folder that "
                 "holds the benchmark's list files)"
             )
-        root = Path(dcfg["root"])
-        if dcfg.get("generate"):
-            from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
-
-            try:
-                params = check_mini_benchmark_params(**dcfg["generate"])
-            except (TypeError, ValueError) as err:  # a bad data.generate parameter
-                raise ConfigError(f"data.generate: {err}") from err
-            du.run_on_main_process(ensure_mini_benchmark, root, **params)
+        root = ensure_generated_data(dcfg)
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
         crops = {d: dict(dcfg[f"{d}_crops"]) for d in DOMAINS}
