@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", nargs="+", default=None, metavar="ROW",
                    help="trained rows to run: sd, sd+cc, sd+cc+ma, ama, oracle (default: all)")
+    p.add_argument("--ama-runs", default=None, metavar="PATH",
+                   help="take the AMA row from finished `amalib demo` runs instead of training "
+                        "it again: a path with {seed}, e.g. 'runs/demo_s{seed}' (their config "
+                        "must be the ablation's)")
     _add_config_args(p)
     return parser
 
@@ -234,7 +238,8 @@ def _cmd_ablate(args) -> int:
         raise ConfigError(f"--rows: unknown {sorted(set(rows) - set(ROWS))}; choose from "
                           f"{', '.join(ROWS)}")
     table = run_ablation(args.out, seeds=args.seeds, config=args.config,
-                         overrides=args.overrides, rows=rows, progress=not args.no_progress)
+                         overrides=args.overrides, rows=rows, ama_runs=args.ama_runs,
+                         progress=not args.no_progress)
     print(format_ablation(table))
     return 0
 

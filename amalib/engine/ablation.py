@@ -18,7 +18,7 @@ import numpy as np
 from amalib.metrics import METRIC_KEYS
 
 __all__ = ["ABLATIONS", "AMA", "ORACLE", "ROWS", "STARTING_BACKBONE", "run_ablation", "format_ablation",
-           "gap_closed", "train_oracle"]
+           "gap_closed", "train_oracle", "ama_row_from_demo"]
 
 STARTING_BACKBONE = "starting backbone (no AMA training)"
 AMA = "SD + CC + MA + SG (AMA)"
@@ -39,8 +39,56 @@ ROWS = {"sd": "SD only", "sd+cc": "SD + CC", "sd+cc+ma": "SD + CC + MA", "ama": 
         "oracle": ORACLE}
 
 
+def _comparable(cfg: dict) -> dict:
+    """A resolved config as the ablation compares it: JSON types, without the seed and the
+    evaluation cadence (which change the reported row in no way: evaluation draws no
+    randomness from the training stream)."""
+    cfg = json.loads(json.dumps(cfg, default=str))
+    cfg["train"].pop("seed", None)
+    cfg.get("eval", {}).pop("every", None)
+    return cfg
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b))
+                for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} != {b!r}"]
+
+
+def ama_row_from_demo(run: str | Path, cfg: dict) -> dict:
+    """The AMA row of one seed read from a finished ``amalib demo --out <run>``.
+
+    The demo trains exactly the ablation's AMA row (same config and seed; it also evaluates
+    after every epoch, which draws nothing from the training stream). The run must be finished
+    (``summary.json`` exists) and its ``train/config.yaml`` must equal ``cfg`` up to
+    ``eval.every``; otherwise a :class:`~amalib.engine.config.ConfigError` names the keys.
+    """
+    import yaml
+
+    from amalib.engine.config import ConfigError
+
+    run = Path(run)
+    seed = cfg["train"]["seed"]
+    summary, used = run / "summary.json", run / "train" / "config.yaml"
+    if not summary.exists() or not used.exists():
+        raise FileNotFoundError(
+            f"{run} is not a finished demo ({summary.name} or train/config.yaml is missing); "
+            f"run `amalib demo --seed {seed} --out {run}` first, or leave out the AMA-runs "
+            "option to train the row here")
+    trained = yaml.safe_load(used.read_text())
+    if trained["train"]["seed"] != seed:
+        raise ConfigError(f"{used} was trained with seed {trained['train']['seed']}, not {seed}")
+    diff = _differences(_comparable(trained), _comparable(cfg))
+    if diff:
+        raise ConfigError(f"{used} differs from the ablation's config: " + "; ".join(diff[:5]))
+    after = json.loads(summary.read_text())["after"]
+    return {k: float(after[k]) for k in METRIC_KEYS}
+
+
 def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: str = "mini",
-                 overrides=(), rows=tuple(ROWS), progress: bool = False, log=print) -> dict:
+                 overrides=(), rows=tuple(ROWS), ama_runs: str | None = None,
+                 progress: bool = False, log=print) -> dict:
     """Train every variant for every seed; returns ``{variant: {seed: final metrics}}``.
 
     The first row, :data:`STARTING_BACKBONE`, is the configured backbone evaluated before any
@@ -48,6 +96,8 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     written to ``<out>/ablation.json``; finished runs found there are reused, so an interrupted
     ablation continues where it stopped. ``rows`` (keys of :data:`ROWS`) limits which trained
     rows run, e.g. ``("oracle",)``; rows already in ``ablation.json`` stay in the table.
+    ``ama_runs`` (a path with ``{seed}``, e.g. ``"runs/demo_s{seed}"``) takes the AMA row from
+    finished ``amalib demo`` runs instead of training it again (:func:`ama_row_from_demo`).
     """
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
@@ -67,8 +117,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     # Rows found in ablation.json are reused only for the same config: ablation_config.json
     # holds the resolved config (seed aside) that the table was made with.
     config_file = out / "ablation_config.json"
-    resolved = json.loads(json.dumps(base, default=str))
-    resolved["train"].pop("seed", None)
+    resolved = _comparable(base)
     if config_file.exists() and json.loads(config_file.read_text()) != resolved:
         raise ConfigError(f"{out} holds an ablation made with another config (see "
                           f"{config_file}); choose another --out or delete it")
@@ -91,6 +140,12 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
             if str(seed) in table.get(name, {}):
                 continue
             cfg = load_config(config, [*overrides, *switches, f"train.seed={seed}"])
+            if name == AMA and ama_runs is not None:
+                run = Path(ama_runs.format(seed=seed))
+                log(f"ablation: {name}, seed {seed} <- {run} (amalib demo)")
+                table.setdefault(name, {})[str(seed)] = ama_row_from_demo(run, cfg)
+                table_file.write_text(json.dumps(table, indent=2))
+                continue
             cfg["eval"]["every"] = cfg["train"]["epochs"]  # final epoch only
             run = out / f"{name.split(' (')[0].replace(' + ', '+').replace(' ', '_')}_seed{seed}"
             log(f"ablation: {name}, seed {seed} -> {run}")

@@ -138,3 +138,55 @@ def test_rows_limit_what_is_trained(tiny_root, tmp_path, monkeypatch):
     assert list(table) == [STARTING_BACKBONE, ORACLE]
     with pytest.raises(ValueError, match="unknown ablation rows"):
         run_ablation(tmp_path / "a", rows=("everything",), overrides=overrides)
+
+
+@pytest.mark.slow
+def test_evaluating_every_epoch_does_not_change_what_is_trained(tiny_config, tmp_path):
+    # The ablation evaluates its runs once, the demo after every epoch; the AMA row may be taken
+    # from a demo only because evaluation draws nothing from the training's random stream.
+    from amalib.engine.trainer import Trainer
+
+    weights = {}
+    for every in (1, 2):
+        cfg = tiny_config(**{"eval.every": every, "data.num_workers": 2, "model.stem": "cnn"})
+        trainer = Trainer(cfg, tmp_path / f"every{every}", log=lambda _line: None)
+        trainer.fit()
+        weights[every] = trainer.teacher.state_dict()
+    assert weights[1].keys() == weights[2].keys()
+    for key in weights[1]:
+        assert torch.equal(weights[1][key], weights[2][key]), key
+
+
+def _fake_demo(run, cfg, after):
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "summary.json").write_text(json.dumps({"after": after}))
+
+
+def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp_path,
+                                                                   monkeypatch):
+    from amalib.engine.config import ConfigError, load_config
+
+    overrides = tiny_overrides(tiny_root)
+    for seed in (0, 1):
+        cfg = load_config("mini", [*overrides, f"train.seed={seed}", "eval.every=1"])
+        _fake_demo(tmp_path / f"demo_s{seed}", cfg, dict.fromkeys(METRIC_KEYS, 0.1 * (seed + 1)))
+    monkeypatch.setattr("amalib.engine.trainer.Trainer.fit",
+                        lambda self: pytest.fail("the AMA row was trained"))
+    table = run_ablation(tmp_path / "a", seeds=(0, 1), overrides=overrides, rows=("ama",),
+                         ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
+    assert table[AMA] == {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.2)}
+
+    # A demo trained with another config, with another seed, or unfinished is refused.
+    cfg = load_config("mini", [*overrides, "train.seed=0", "train.lr=0.5"])
+    _fake_demo(tmp_path / "other_s0", cfg, dict.fromkeys(METRIC_KEYS, 0.9))
+    with pytest.raises(ConfigError, match="train.lr: 0.5 != 0.001"):
+        run_ablation(tmp_path / "b", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "other_s{seed}"), log=lambda _line: None)
+    with pytest.raises(ConfigError, match="seed 1, not 0"):
+        run_ablation(tmp_path / "c", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "demo_s1"), log=lambda _line: None)
+    (tmp_path / "demo_s1" / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="amalib demo --seed 1"):
+        run_ablation(tmp_path / "d", seeds=(1,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
