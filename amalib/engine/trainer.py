@@ -649,6 +649,14 @@ class Trainer:
         total = self.schedule.combine(losses, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        if epoch < int(self.cfg["train"].get("freeze_backbone_epochs", 0)):
+            # Head warm-up: the student's backbone keeps its starting weights (no gradient, so
+            # no step and no weight decay) while the randomly initialised DINO head learns to
+            # read it, so the head's first, arbitrary gradients never reach the pretrained
+            # features (linear-probe-then-fine-tune, Kumar et al., ICLR 2022). Gradients are
+            # dropped after backward, so DDP's all-reduce sees every parameter as usual.
+            for p in self.student.backbone.parameters():
+                p.grad = None
         clip = self.cfg["train"].get("clip_grad")
         if clip:
             self.scaler.unscale_(self.optimizer)

@@ -239,3 +239,28 @@ def test_resume_mid_epoch_ends_with_the_uninterrupted_weights(tiny_config, tmp_p
         expected, got = getattr(full, name).state_dict(), getattr(resumed, name).state_dict()
         different = [k for k in expected if not torch.equal(expected[k], got[k])]
         assert not different, f"{name}: {different[:3]}"
+
+
+def test_head_warm_up_keeps_the_backbone_and_trains_the_head(tiny_config, tmp_path):
+    # train.freeze_backbone_epochs=1: in epoch 0 only the head learns; from epoch 1 on, both.
+    trainer = Trainer(tiny_config(**{"train.freeze_backbone_epochs": 1}), tmp_path / "run",
+                      progress=False, log=lambda _: None)
+    backbone = {k: v for k, v in trainer.student.backbone.named_parameters()}
+    start = {k: v.detach().clone() for k, v in backbone.items()}
+    head = {k: v.detach().clone() for k, v in trainer.student.head.named_parameters()}
+    teacher_start = _params(trainer.teacher.backbone)
+    batches = trainer._batches(0)
+    trainer.train_step(next(batches), epoch=0, global_step=0)
+    assert all(torch.equal(backbone[k], start[k]) for k in start)
+    moved = [k for k, v in trainer.student.head.named_parameters()
+             if v.requires_grad and not torch.equal(v, head[k])]
+    assert moved
+    teacher_params = dict(trainer.teacher.backbone.named_parameters())
+    # (the EMA of an unchanged student leaves the teacher where it was, up to rounding)
+    assert all(torch.allclose(teacher_params[k], teacher_start[k], rtol=0, atol=1e-6)
+               for k in teacher_params)
+    # Once the warm-up is over, every trainable backbone parameter gets a gradient.
+    trainer.cluster(1)
+    trainer.train_step(next(batches), epoch=1, global_step=1)
+    still = [k for k, v in backbone.items() if v.requires_grad and torch.equal(v, start[k])]
+    assert not still
