@@ -86,6 +86,30 @@ def ama_row_from_demo(run: str | Path, cfg: dict) -> dict:
     return {k: float(after[k]) for k in METRIC_KEYS}
 
 
+def _record(table_file: Path, name: str, seed: str, metrics: dict) -> dict:
+    """Add one cell to ``ablation.json`` and return the whole table.
+
+    The file is re-read and rewritten under an exclusive lock (``.ablation.lock`` beside it), so
+    several ``amalib ablate`` processes with different ``--rows`` or ``--seeds`` can fill one
+    table at once (one per GPU, or two on a CPU) without losing each other's rows.
+    """
+    import fcntl
+
+    with open(table_file.parent / ".ablation.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            table = json.loads(table_file.read_text()) if table_file.exists() else {}
+            table.setdefault(name, {})[seed] = {k: float(metrics[k]) for k in METRIC_KEYS}
+            order = [STARTING_BACKBONE, *ABLATIONS, ORACLE]
+            table = {n: table[n] for n in [*order, *sorted(set(table) - set(order))] if n in table}
+            tmp = table_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(table, indent=2))
+            tmp.replace(table_file)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return table
+
+
 def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: str = "mini",
                  overrides=(), rows=tuple(ROWS), ama_runs: str | None = None,
                  progress: bool = False, log=print) -> dict:
@@ -96,7 +120,8 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     written to ``<out>/ablation.json``; finished runs found there are reused, so an interrupted
     ablation continues where it stopped. ``rows`` (keys of :data:`ROWS`) limits which trained
     rows run, e.g. ``("oracle",)``; rows already in ``ablation.json`` stay in the table.
-    ``ama_runs`` (a path with ``{seed}``, e.g. ``"runs/demo_s{seed}"``) takes the AMA row from
+    Several processes may fill one ``out`` at once with different rows or seeds (the table is
+    updated under a file lock). ``ama_runs`` (a path with ``{seed}``, e.g. ``"runs/demo_s{seed}"``) takes the AMA row from
     finished ``amalib demo`` runs instead of training it again (:func:`ama_row_from_demo`).
     """
     unknown = sorted(set(rows) - set(ROWS))
@@ -130,9 +155,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
         trainer = Trainer(cfg, out / "starting_backbone", progress=progress,
                           log=lambda _line: None)
         log(f"ablation: {STARTING_BACKBONE} ({trainer.pretrained or 'random init'})")
-        start = trainer.evaluate()
-        table = {STARTING_BACKBONE: {"-": {k: start[k] for k in METRIC_KEYS}}, **table}
-        table_file.write_text(json.dumps(table, indent=2))
+        table = _record(table_file, STARTING_BACKBONE, "-", trainer.evaluate())
     for name, switches in ABLATIONS.items():
         if name not in wanted:
             continue
@@ -143,25 +166,21 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
             if name == AMA and ama_runs is not None:
                 run = Path(ama_runs.format(seed=seed))
                 log(f"ablation: {name}, seed {seed} <- {run} (amalib demo)")
-                table.setdefault(name, {})[str(seed)] = ama_row_from_demo(run, cfg)
-                table_file.write_text(json.dumps(table, indent=2))
+                table = _record(table_file, name, str(seed), ama_row_from_demo(run, cfg))
                 continue
             cfg["eval"]["every"] = cfg["train"]["epochs"]  # final epoch only
             run = out / f"{name.split(' (')[0].replace(' + ', '+').replace(' ', '_')}_seed{seed}"
             log(f"ablation: {name}, seed {seed} -> {run}")
             trainer = Trainer(cfg, run, progress=progress, log=lambda _line: None)
             trainer.fit()
-            final = trainer.history[-1]["eval"]
-            table.setdefault(name, {})[str(seed)] = {k: final[k] for k in METRIC_KEYS}
-            table_file.write_text(json.dumps(table, indent=2))
+            table = _record(table_file, name, str(seed), trainer.history[-1]["eval"])
     for seed in seeds if ORACLE in wanted else ():
         if str(seed) in table.get(ORACLE, {}):
             continue
         cfg = load_config(config, [*overrides, f"train.seed={seed}"])
         log(f"ablation: {ORACLE}, seed {seed}")
         result = train_oracle(cfg, out / f"oracle_seed{seed}", progress=progress)
-        table.setdefault(ORACLE, {})[str(seed)] = {k: result[k] for k in METRIC_KEYS}
-        table_file.write_text(json.dumps(table, indent=2))
+        table = _record(table_file, ORACLE, str(seed), result)
     return table
 
 

@@ -190,3 +190,15 @@ def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp
     with pytest.raises(FileNotFoundError, match="amalib demo --seed 1"):
         run_ablation(tmp_path / "d", seeds=(1,), overrides=overrides, rows=("ama",),
                      ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
+
+
+def test_rows_recorded_by_other_processes_are_kept(tmp_path):
+    # Two `amalib ablate` processes filling one table: each cell is merged into the file as it
+    # is on disk, not into the table a process read when it started.
+    table_file = tmp_path / "ablation.json"
+    ablation._record(table_file, ORACLE, "0", dict.fromkeys(METRIC_KEYS, 0.6))
+    ablation._record(table_file, "SD only", "1", dict.fromkeys(METRIC_KEYS, 0.3))
+    table = ablation._record(table_file, STARTING_BACKBONE, "-", dict.fromkeys(METRIC_KEYS, 0.2))
+    assert list(table) == [STARTING_BACKBONE, "SD only", ORACLE]
+    assert json.loads(table_file.read_text()) == table
+    assert table["SD only"] == {"1": dict.fromkeys(METRIC_KEYS, 0.3)}
