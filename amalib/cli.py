@@ -26,6 +26,11 @@ def _add_config_args(p: argparse.ArgumentParser, default: str | None = "mini") -
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+_GALLERY_HELP = ("BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class photos, all: both) "
+                 "under the config's data.root, or a folder of images (labelled by sub-folder) "
+                 "(default: <the checkpoint's benchmark>:test)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amalib",
@@ -91,10 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "write its features, paths, labels and a faiss index to one "
                                     "file (no pickle).")
     q.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
-    q.add_argument("--gallery", default=None,
-                   help="BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class photos, "
-                        "all: both) under the config's data.root, or a folder of images "
-                        "(labelled by sub-folder) (default: <the checkpoint's benchmark>:test)")
+    q.add_argument("--gallery", default=None, help=_GALLERY_HELP)
     q.add_argument("--out", required=True, help="index file to write, e.g. gallery.amaidx")
     q.add_argument("--kind", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat: exact inner product; hnsw, ivf: approximate, for large galleries "
@@ -118,9 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (required without --index; with it, default: the "
                         "checkpoint the index records)")
-    p.add_argument("--gallery", default=None,
-                   help="without --index: BENCHMARK:SPLIT or a folder, as for `index build` "
-                        "(default: <the checkpoint's benchmark>:test)")
+    p.add_argument("--gallery", default=None, help="without --index: " + _GALLERY_HELP)
     p.add_argument("--sketch", required=True, nargs="+", help="sketch image file(s)")
     p.add_argument("--k", "--topk", dest="k", type=int, default=8,
                    help="results per sketch (default: %(default)s)")
