@@ -316,8 +316,12 @@ def _cmd_retrieve(args) -> int:
         index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
                                     device=args.device, progress=False)
         out = args.out or "retrieval.png"
-    backbone, transform = load_query_model(index, args.checkpoint)
-    ranked, scores = index.search(embed_images(backbone, transform, sketches), args.k)
+    import torch
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backbone, transform = load_query_model(index, args.checkpoint, device=device)
+    ranked, scores = index.search(embed_images(backbone, transform, sketches, device=device),
+                                  args.k)
     results = []
     for sketch, row, row_scores in zip(sketches, ranked, scores):
         if len(sketches) > 1:
