@@ -1,4 +1,4 @@
-"""Command line: ``amalib demo | train | eval | prepare | retrieve | pretrain | ablate``.
+"""Command line: ``amalib demo | train | eval | prepare | index | retrieve | pretrain | ablate``.
 
 ``python -m amalib ...`` works too, and so does ``torchrun --nproc_per_node N -m amalib train``.
 User mistakes (a bad path, an unknown config key or benchmark) print one ``error:`` line and
@@ -24,6 +24,11 @@ def _add_config_args(p: argparse.ArgumentParser, default: str | None = "mini") -
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+_GALLERY_HELP = ("BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class photos, all: both) "
+                 "under the config's data.root, or a folder of images (labelled by sub-folder) "
+                 "(default: <the checkpoint's benchmark>:test)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "as a float16 DINO-style file here")
     _add_config_args(p, default="mini_pretrain")
 
-    p = sub.add_parser("eval", help="zero-shot retrieval metrics of a checkpoint")
+    p = sub.add_parser("eval", help="zero-shot retrieval metrics of a checkpoint",
+                       description="Retrieval metrics of a checkpoint's teacher on the unseen "
+                                   "classes of its benchmark, the hardest classes and a hubness "
+                                   "diagnostic.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
+    p.add_argument("--protocol", choices=("zs", "gzs", "p2s"), default="zs",
+                   help="zs: unseen sketches query the unseen photos (the benchmark's "
+                        "protocol); gzs: generalised, the gallery also holds the seen-class "
+                        "photos; p2s: unseen photos query the unseen sketches "
+                        "(default: %(default)s)")
+    p.add_argument("--hardest", type=int, default=5, metavar="N",
+                   help="print the N classes with the lowest AP (default: %(default)s)")
+    p.add_argument("--hub-k", type=int, default=10, metavar="K",
+                   help="list length of the hubness diagnostic: how often each gallery item is "
+                        "in a query's top K (default: %(default)s)")
     p.add_argument("--ap", choices=("interpolated", "sklearn"), default=None,
                    help="AP convention (default: the checkpoint config's)")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
@@ -71,11 +89,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw class-per-folder download (<raw>/sketch/<class>/*, "
                         "<raw>/photo/<class>/*) to build the file lists from")
 
-    p = sub.add_parser("retrieve", help="top-k photos for one sketch, as a picture")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--sketch", required=True, help="sketch image file")
-    p.add_argument("--k", type=int, default=8)
-    p.add_argument("--out", default="retrieval.png", help="output picture")
+    p = sub.add_parser("index", help="build or describe a gallery index for `retrieve --index`")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    q = isub.add_parser("build", help="extract a gallery once and index it",
+                        description="Extract a photo gallery with a checkpoint's teacher and "
+                                    "write its features, paths, labels and a faiss index to one "
+                                    "file (no pickle).")
+    q.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
+    q.add_argument("--gallery", default=None, help=_GALLERY_HELP)
+    q.add_argument("--out", required=True, help="index file to write, e.g. gallery.amaidx")
+    q.add_argument("--kind", choices=("flat", "hnsw", "ivf"), default="flat",
+                   help="flat: exact inner product; hnsw, ivf: approximate, for large galleries "
+                        "(default: %(default)s)")
+    q.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="index parameter, repeatable: hnsw M, ef_construction, ef_search "
+                        "(32, 100, 128); ivf nlist, nprobe (about 4*sqrt(N), 32)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the checkpoint's config, e.g. --set data.root=/data")
+    q.add_argument("--device", default=None)
+    q.add_argument("--no-progress", action="store_true")
+    q = isub.add_parser("info", help="what an index file holds and how it was built")
+    q.add_argument("index", help="index file")
+
+    p = sub.add_parser("retrieve", help="top-k photos for sketches: from an index, or a checkpoint",
+                       description="Rank a gallery for each sketch and print paths, labels and "
+                                   "cosine scores. With --index the gallery is read from the "
+                                   "index file (no extraction); otherwise it is extracted now "
+                                   "with --checkpoint.")
+    p.add_argument("--index", default=None, help="gallery index from `amalib index build`")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint (required without --index; with it, default: the "
+                        "checkpoint the index records)")
+    p.add_argument("--gallery", default=None, help="without --index: " + _GALLERY_HELP)
+    p.add_argument("--sketch", required=True, nargs="+", help="sketch image file(s)")
+    p.add_argument("--k", "--topk", dest="k", type=int, default=8,
+                   help="results per sketch (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="picture of the results (default: retrieval.png without --index, "
+                        "none with it)")
+    p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None)
 
@@ -162,7 +214,7 @@ def _cmd_eval(args) -> int:
     from amalib.data.transforms import eval_transform
     from amalib.engine.config import apply_overrides
     from amalib.engine.distributed import init_distributed
-    from amalib.engine.evaluate import evaluate_backbone, load_trained_backbone
+    from amalib.engine.evaluate import evaluate_protocol, load_trained_backbone
 
     backbone, cfg = load_trained_backbone(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
@@ -172,16 +224,37 @@ def _cmd_eval(args) -> int:
     sets = build_eval_sets(dcfg["root"], spec, eval_transform(
         dcfg["eval_resize"], dcfg["eval_crop"],
         interpolation=dcfg.get("resize_interpolation", "bicubic")))  # older run configs: bicubic
-    result = evaluate_backbone(backbone.to(device), sets, ap=args.ap or cfg["eval"]["ap"],
+    result = evaluate_protocol(backbone.to(device), sets, args.protocol,
+                               ap=args.ap or cfg["eval"]["ap"], hub_k=args.hub_k,
                                batch_size=dcfg["eval_batch_size"], device=device,
                                progress=not args.no_progress)
-    keys = ("mAP@all", "mAP@200", "P@100", "P@200")
-    print(f"{cfg['benchmark']} ({result['ap']} AP, {result['n_used']} queries, "
-          f"{result['n_excluded']} excluded): "
-          + "  ".join(f"{k} {result[k]:.4f}" for k in keys))
+    print(_format_protocol(cfg["benchmark"], result, args.hardest))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def _format_protocol(benchmark: str, result: dict, hardest: int) -> str:
+    """The lines `amalib eval` prints for one protocol."""
+    keys = ("mAP@all", "mAP@200", "P@100", "P@200")
+    lines = [f"{benchmark} {result['protocol']} ({result['ap']} AP, {result['n_used']} queries, "
+             f"{result['n_excluded']} excluded, {result['n_gallery']} in the gallery): "
+             + "  ".join(f"{k} {result[k]:.4f}" for k in keys)]
+    if "zs" in result:
+        lines.append("  the same without the seen photos (zs): "
+                     + "  ".join(f"{k} {result['zs'][k]:.4f}" for k in keys))
+        lines.append(f"  seen-class photos in the top 100 / 200: "
+                     f"{result['seen_share@100']:.1%} / {result['seen_share@200']:.1%} "
+                     f"(chance {result['n_seen_gallery'] / result['n_gallery']:.1%})")
+    if hardest > 0:
+        lines.append("  hardest classes (AP@all): " + ", ".join(
+            f"{row['class']} {row['AP']:.3f}" for row in result["per_class"][:hardest]))
+    hub = result["hubness"]
+    top = hub["hubs"][0]
+    lines.append(f"  hubness (top {hub['k']}): skewness {hub['skewness']:.2f}, "
+                 f"{hub['never_retrieved']:.1%} of the gallery never retrieved, the biggest hub "
+                 f"is in {hub['top_hub_share']:.1%} of the lists ({top.get('path', top['index'])})")
+    return "\n".join(lines)
 
 
 def _cmd_prepare(args) -> int:
@@ -190,42 +263,94 @@ def _cmd_prepare(args) -> int:
     return prepare_main(args.benchmark, args.root, build_from=args.build_from)
 
 
-def _cmd_retrieve(args) -> int:
-    import matplotlib
+def _index_params(items: list[str]) -> dict:
+    from amalib.engine.config import ConfigError
 
-    matplotlib.use("Agg")
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(f"--param {item}: expected KEY=INTEGER, e.g. --param nprobe=64")
+        params[key.strip()] = int(value)
+    return params
+
+
+def _cmd_index(args) -> int:
+    from amalib.engine.gallery import build_gallery_index
+    from amalib.index import GalleryIndex
+
+    if args.index_command == "info":
+        index = GalleryIndex.load(args.index)
+        prov = index.provenance
+        print(f"{args.index}: {len(index)} images, {index.dim}-d, {index.kind} "
+              f"{index.params or ''}".rstrip())
+        print(f"  gallery: {prov.get('gallery', {}).get('source')} (root {index.root})"
+              + (f", {len(index.class_names)} classes" if index.class_names else ", unlabelled"))
+        ckpt = prov.get("checkpoint", {})
+        print(f"  checkpoint: {ckpt.get('path')} (weights {str(ckpt.get('weights_sha256'))[:12]})")
+        print(f"  model: {prov.get('model')}; transform: {prov.get('transform')}")
+        return 0
+    index = build_gallery_index(args.checkpoint, args.gallery, kind=args.kind,
+                                params=_index_params(args.params), overrides=args.overrides,
+                                device=args.device, progress=not args.no_progress)
+    path = index.save(args.out)
+    print(f"indexed {len(index)} images ({index.dim}-d, {index.kind} {index.params or ''}) "
+          f"to {path}")
+    return 0
+
+
+def _cmd_retrieve(args) -> int:
+    from amalib.engine.config import ConfigError
+    from amalib.engine.gallery import build_gallery_index, embed_images, load_query_model
+    from amalib.index import GalleryIndex
+
+    if args.index is None and args.checkpoint is None:
+        raise ConfigError("retrieve needs --index (a built gallery) or --checkpoint")
+    if args.index is not None and (args.gallery or args.overrides):
+        raise ConfigError("--gallery and --set apply when the gallery is extracted; with "
+                          "--index the gallery is the index's (rebuild it to change them)")
+    sketches = [Path(p) for p in args.sketch]
+    for sketch in sketches:
+        if not sketch.is_file():
+            raise FileNotFoundError(f"sketch image not found: {sketch}")
+    if args.index is not None:
+        index = GalleryIndex.load(args.index)
+        out = args.out
+    else:
+        index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
+                                    device=args.device, progress=False)
+        out = args.out or "retrieval.png"
     import torch
 
-    from amalib.data.datasets import build_eval_sets, load_rgb
-    from amalib.data.transforms import eval_transform
-    from amalib.engine.config import apply_overrides
-    from amalib.engine.evaluate import load_trained_backbone, test_features
-    from amalib.viz.retrieval import plot_retrieval_grid, top_k
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backbone, transform = load_query_model(index, args.checkpoint, device=device)
+    ranked, scores = index.search(embed_images(backbone, transform, sketches, device=device),
+                                  args.k)
+    results = []
+    for sketch, row, row_scores in zip(sketches, ranked, scores):
+        if len(sketches) > 1:
+            print(f"{sketch}:")
+        hits = [(int(j), float(s)) for j, s in zip(row, row_scores) if j >= 0]
+        for rank, (j, s) in enumerate(hits, 1):
+            label = index.label_name(j)
+            print(f"{rank:>2}. {index.paths[j]}  ("
+                  + (f"{label}, " if label is not None else "") + f"cosine {s:.3f})")
+        results.append({"sketch": str(sketch), "results": [
+            {"rank": r, "path": index.paths[j], "label": index.label_name(j), "cosine": s}
+            for r, (j, s) in enumerate(hits, 1)]})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if out:
+        import matplotlib
 
-    sketch = Path(args.sketch)
-    if not sketch.is_file():
-        raise FileNotFoundError(f"sketch image not found: {sketch}")
-    backbone, cfg = load_trained_backbone(args.checkpoint)
-    cfg = apply_overrides(cfg, args.overrides)
-    dcfg = cfg["data"]
-    tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
-                        interpolation=dcfg.get("resize_interpolation", "bicubic"))
-    spec = _spec(dcfg["root"], cfg["benchmark"])
-    sets = build_eval_sets(dcfg["root"], spec, tf)
-    _, gallery = test_features(backbone, sets, batch_size=dcfg["eval_batch_size"],
-                               progress=False)
-    with torch.inference_mode():
-        query = backbone(tf(load_rgb(sketch))[None])
-    ranked, scores = top_k(query, gallery.features, k=args.k)
-    photos = sets["photo_test"]
-    fig = plot_retrieval_grid([sketch], [photos.root / p for p in photos.paths], ranked,
-                              title=f"top-{args.k} photos for {sketch.name}")
-    fig.savefig(args.out, dpi=100)
-    names = photos.class_names
-    for rank, (j, s) in enumerate(zip(ranked[0], scores[0]), 1):
-        label = names[int(photos.labels[j])] if names else int(photos.labels[j])
-        print(f"{rank:>2}. {photos.paths[j]}  ({label}, cosine {s:.3f})")
-    print(f"picture written to {args.out}")
+        matplotlib.use("Agg")
+        from amalib.viz.retrieval import plot_retrieval_grid
+
+        names = ", ".join(s.name for s in sketches[:3]) + (" …" if len(sketches) > 3 else "")
+        fig = plot_retrieval_grid(sketches, [index.image_path(j) for j in range(len(index))],
+                                  ranked.clip(min=0), title=f"top-{ranked.shape[1]} for {names}")
+        fig.savefig(out, dpi=100)
+        print(f"picture written to {out}")
     return 0
 
 
@@ -247,6 +372,7 @@ def _cmd_ablate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from amalib.engine.config import ConfigError
     from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted
+    from amalib.index import GalleryIndexError
 
     args = build_parser().parse_args(argv)
     commands = {
@@ -255,12 +381,14 @@ def main(argv: list[str] | None = None) -> int:
         "pretrain": lambda a: _cmd_train(a, mode="pretrain"),
         "eval": _cmd_eval,
         "prepare": _cmd_prepare,
+        "index": _cmd_index,
         "retrieve": _cmd_retrieve,
         "ablate": _cmd_ablate,
     }
     try:
         return commands[args.command](args)
-    except (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+    except (ConfigError, GalleryIndexError, FileNotFoundError, FileExistsError,
+            NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingDivergedError as err:

@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "METRIC_KEYS"]
+__all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "top_k", "METRIC_KEYS"]
 
 APConvention = Literal["interpolated", "sklearn"]
 METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
@@ -565,3 +565,70 @@ def average_precision(relevance, *, ap: APConvention = "interpolated", n_relevan
     if ap == "interpolated":
         precision = np.maximum.accumulate(precision[::-1])[::-1]
     return float((precision * rel).sum() / total)
+
+
+def _stable_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best columns of each row, ties broken by column index like the metrics' ranking.
+
+    ``torch.topk`` picks among equal scores in no documented order; here every column scoring
+    above the row's k-th best score is taken, then the lowest-indexed columns that equal it.
+    """
+    values = scores.topk(k, dim=1).values
+    kth = values[:, -1:]
+    above = scores > kth
+    tied = scores == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    chosen = above | tied
+    crowded = (tied.sum(dim=1, keepdim=True) > need).squeeze(1).nonzero().squeeze(1)
+    if len(crowded):  # more items tie with the k-th score than fit: keep the first ones
+        first = tied[crowded] & (tied[crowded].cumsum(dim=1) <= need[crowded])
+        chosen[crowded] = above[crowded] | first
+    index = chosen.nonzero()[:, 1].view(len(scores), k)  # row-major: ascending column index
+    picked = scores.gather(1, index)
+    order = torch.sort(-picked, dim=1, stable=True).indices  # best first, ties by column index
+    return picked.gather(1, order), index.gather(1, order)
+
+
+def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | None = None,
+          device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine scores of the ``k`` best gallery items for each query.
+
+    Features are L2-normalised here and scored chunk by chunk of queries, as in
+    :func:`evaluate_retrieval`; of equally scored items the one listed first in the gallery ranks
+    first, so the lists agree with the rankings the metrics score.
+
+    Args:
+        query_features: ``(Q, D)`` numpy array or tensor.
+        gallery_features: ``(G, D)``.
+        k: List length; a gallery smaller than ``k`` gives lists of ``G`` items.
+        chunk_size: Queries per chunk (default: about 16M scores per chunk).
+        device: Where to compute (default: the device of ``query_features``, else the CPU).
+
+    Returns:
+        ``(indices, scores)``: ``(Q, min(k, G))`` int64 and float32 numpy arrays, best first.
+
+    Raises:
+        ValueError: ``k < 1``, or the two feature sets differ in dimension.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if device is None:
+        device = query_features.device if isinstance(query_features, torch.Tensor) else "cpu"
+    q = _as_tensor(query_features, "query_features", device=device).float()
+    g = _as_tensor(gallery_features, "gallery_features", device=device).float()
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
+                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    for name, t in (("query_features", q), ("gallery_features", g)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} has non-finite values (NaN or inf)")
+    q = torch.nn.functional.normalize(q, dim=1)
+    g = torch.nn.functional.normalize(g, dim=1)
+    k = min(k, len(g))
+    chunk_size = chunk_size or _default_chunk_size(len(g))
+    indices = np.empty((len(q), k), dtype=np.int64)
+    values = np.empty((len(q), k), dtype=np.float32)
+    for rows, scores in _score_chunks(q, g, _chunk_rows(len(q), chunk_size), chunk_size):
+        s, i = _stable_top_k(scores, k)
+        values[rows], indices[rows] = s.cpu().numpy(), i.cpu().numpy()
+    return indices, values

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import amalib.metrics as metrics_module
-from amalib.metrics import average_precision, evaluate_retrieval, evaluate_scores
+from amalib.metrics import average_precision, evaluate_retrieval, evaluate_scores, top_k
 
 # --------------------------------------------------------------------------- reference
 
@@ -344,3 +344,41 @@ def test_row_thread_pool_is_rebuilt_in_a_forked_child():
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got, np.sort(rows, axis=1))
+
+
+# --------------------------------------------------------------------------- top_k
+
+
+def test_top_k_breaks_ties_by_gallery_order_like_the_metrics():
+    gallery = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])
+    idx, scores = top_k(torch.tensor([[2.0, 0.0]]), gallery, k=2)  # three items tie at 1.0
+    assert idx.tolist() == [[0, 2]] and scores.tolist() == [[1.0, 1.0]]
+    idx, _ = top_k(torch.tensor([[0.0, 1.0]]), gallery, k=10)  # k clamps to the gallery
+    assert idx.tolist() == [[1, 3, 0, 2, 4]]
+
+
+@pytest.mark.parametrize("k, chunk_size", [(1, None), (3, 2), (7, 5), (40, 3)])
+def test_top_k_equals_a_stable_sort_of_each_row(k, chunk_size):
+    rng = np.random.default_rng(0)
+    # Few distinct values: many ties, inside and at the edge of the top k.
+    q = rng.integers(-2, 3, (9, 4)).astype(np.float32) + 0.5
+    g = rng.integers(-1, 2, (30, 4)).astype(np.float32)
+    g[g.sum(1) == 0, 0] = 1  # no zero rows
+    idx, scores = top_k(q, g, k=k, chunk_size=chunk_size)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    ref = torch.from_numpy(qn) @ torch.from_numpy(gn).T  # the same float32 scores
+    for i in range(len(q)):
+        row = ref[i].tolist()
+        order = sorted(range(len(g)), key=lambda j: (-row[j], j))[:k]
+        assert idx[i].tolist() == order
+        assert np.allclose(scores[i], [row[j] for j in order])
+
+
+def test_top_k_bad_inputs():
+    with pytest.raises(ValueError, match="at least 1"):
+        top_k(np.ones((1, 2)), np.ones((3, 2)), k=0)
+    with pytest.raises(ValueError, match="same dim"):
+        top_k(np.ones((1, 2)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="non-finite"):
+        top_k(np.full((1, 2), np.nan), np.ones((3, 2)))

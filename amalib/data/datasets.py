@@ -58,12 +58,12 @@ class _ImageList(Dataset):
 
     def __init__(self, root, list_file, transform: Callable | None = None, *, layout: str = ""):
         self.root = Path(root)
-        self.list_file = Path(list_file)
+        self.list_file = None if list_file is None else Path(list_file)
         self.transform = transform
         hint = f"\n{layout}" if layout else ""
         if not self.root.is_dir():
             raise FileNotFoundError(f"image root not found: {self.root}{hint}")
-        if not self.list_file.is_file():
+        if list_file is not None and not self.list_file.is_file():
             raise FileNotFoundError(
                 f"file list not found: {self.list_file} (expected lines 'relative/path label', "
                 f"paths relative to {self.root}){hint}"
@@ -99,7 +99,7 @@ class _ImageList(Dataset):
         return self.transform(image) if self.transform is not None else image
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} images from {self.list_file})"
+        return f"{type(self).__name__}({len(self)} images from {self.list_file or self.root})"
 
 
 class UnlabelledImages(_ImageList):
@@ -177,10 +177,12 @@ class LabelledImages(_ImageList):
 
     Args:
         root: Directory the list's paths are relative to.
-        list_file: A ``relative/path label`` list.
+        list_file: A ``relative/path label`` list, or ``None`` with ``entries``.
         transform: Applied to the RGB image.
         class_names: Optional class map (names by id); labels are checked against it.
         layout: Optional description of the expected tree, appended to "not found" errors.
+        entries: ``[(relative_path, label), ...]`` used instead of reading ``list_file`` (a
+            folder of images, :func:`amalib.engine.gallery.folder_gallery`; label ``-1``: none).
 
     Attributes:
         labels: ``(N,)`` int64 tensor of the labels, in list order.
@@ -195,9 +197,12 @@ class LabelledImages(_ImageList):
         *,
         class_names: list[str] | None = None,
         layout: str = "",
+        entries: list[tuple[str, int]] | None = None,
     ):
+        if list_file is None and entries is None:
+            raise ValueError("LabelledImages needs a list_file or entries")
         super().__init__(root, list_file, transform, layout=layout)
-        entries = read_file_list(self.list_file)
+        entries = read_file_list(self.list_file) if entries is None else list(entries)
         self.paths = [path for path, _ in entries]
         self.labels = torch.tensor([label for _, label in entries], dtype=torch.long)
         self.class_names = class_names
@@ -275,7 +280,10 @@ def build_eval_sets(
     Returns:
         ``{"sketch_test", "photo_test"}``: :class:`LabelledImages` of the unseen classes
         (queries and gallery); ``{"sketch_train", "photo_train"}``: :class:`UnlabelledImages`
-        of the seen classes, in training-list order (so feature row ``i`` is training index ``i``).
+        of the seen classes, in training-list order (so feature row ``i`` is training index ``i``);
+        ``"photo_seen"``: the seen-class photos again as :class:`LabelledImages` with
+        ``transform`` and the seen class map — the extra gallery of the generalised protocol
+        (:func:`amalib.protocols.evaluate_generalized`), for evaluation code only.
     """
     root, images = _paths(root, spec)
     layout = spec.layout(root)
@@ -293,6 +301,10 @@ def build_eval_sets(
         ),
         "photo_train": UnlabelledImages(
             images, root / spec.photo_train, train_transform, layout=layout
+        ),
+        "photo_seen": LabelledImages(
+            images, root / spec.photo_train, transform, layout=layout,
+            class_names=read_class_names(root / spec.class_names_train),
         ),
     }
 

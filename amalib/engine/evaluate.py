@@ -9,7 +9,8 @@ from torch import nn
 from amalib.engine.features import FeatureSet, extract_features
 
 __all__ = ["test_features", "evaluate_backbone", "load_trained_backbone", "within_set_map",
-           "mean_pairwise_cosine", "backbone_report", "features_report"]
+           "mean_pairwise_cosine", "backbone_report", "features_report", "evaluate_protocol",
+           "protocol_report"]
 
 
 def test_features(backbone: nn.Module, eval_sets: dict, *, batch_size: int = 256,
@@ -29,6 +30,93 @@ def evaluate_backbone(backbone: nn.Module, eval_sets: dict, *, ap: str = "interp
     q, g = test_features(backbone, eval_sets, **kwargs)
     return evaluate_retrieval(q.features[q.valid], q.labels[q.valid], g.features[g.valid],
                               g.labels[g.valid], ap=ap)
+
+
+def evaluate_protocol(backbone: nn.Module, eval_sets: dict, protocol: str = "zs", *,
+                      ap: str = "interpolated", hub_k: int = 10, **kwargs) -> dict:
+    """:func:`protocol_report` of ``backbone`` on ``eval_sets`` (``kwargs``: extraction options).
+
+    ``gzs`` also extracts ``eval_sets["photo_seen"]`` (the seen-class photos).
+    """
+    from amalib.protocols import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    sketches, photos = test_features(backbone, eval_sets, **kwargs)
+    seen = None
+    if protocol == "gzs":
+        seen = extract_features(backbone, eval_sets["photo_seen"], desc="photo_seen", **kwargs)
+    names = eval_sets["photo_test"].class_names
+    paths = {"sketch": eval_sets["sketch_test"].paths, "photo": eval_sets["photo_test"].paths,
+             "seen": eval_sets["photo_seen"].paths if seen is not None else None}
+    return protocol_report(protocol, sketches, photos, seen, ap=ap, hub_k=hub_k,
+                           class_names=names, paths=paths)
+
+
+def protocol_report(protocol: str, sketches: FeatureSet, photos: FeatureSet,
+                    seen_photos: FeatureSet | None = None, *, ap: str = "interpolated",
+                    hub_k: int = 10, class_names=None, paths: dict | None = None,
+                    n_hubs: int = 5) -> dict:
+    """Metrics of one protocol from extracted features, with per-class AP and hubness.
+
+    Args:
+        protocol: ``"zs"`` (sketches → unseen photos), ``"p2s"`` (photos → sketches) or
+            ``"gzs"`` (sketches → unseen + seen photos; needs ``seen_photos``).
+        sketches, photos: Unseen-class features (see :func:`test_features`).
+        seen_photos: Seen-class photo features, for ``gzs``.
+        ap: AP convention.
+        hub_k: List length of the hubness diagnostic.
+        class_names: Unseen class names by id.
+        paths: ``{"sketch", "photo", "seen"}`` image paths, to name the hubs.
+        n_hubs: How many hubs to name.
+
+    Returns:
+        The metrics of :mod:`amalib.metrics` (plus ``seen_share@K`` for gzs), ``protocol``,
+        ``per_class`` (:func:`amalib.protocols.per_class_ap`, hardest first), ``hubness``
+        (:meth:`amalib.protocols.HubnessReport.summary`, each hub with its ``path``) and for
+        gzs ``zs``, the zs metrics of the same features (the gallery without seen photos).
+    """
+    import numpy as np
+    import torch
+
+    from amalib.metrics import METRIC_KEYS, evaluate_retrieval
+    from amalib.protocols import evaluate_generalized, hubness, per_class_ap
+
+    paths = paths or {}
+
+    def kept(fs: FeatureSet, names=None):
+        valid = fs.valid.numpy()
+        listed = None if names is None else [p for p, v in zip(names, valid) if v]
+        return fs.features[fs.valid], fs.labels[fs.valid], listed
+
+    (sf, sl, sp), (pf, pl, pp) = kept(sketches, paths.get("sketch")), kept(photos, paths.get("photo"))
+    if protocol == "p2s":
+        (qf, ql), (gf, gl, gp) = (pf, pl), (sf, sl, sp)
+    else:
+        (qf, ql), (gf, gl, gp) = (sf, sl), (pf, pl, pp)
+    if protocol == "gzs":
+        if seen_photos is None:
+            raise ValueError("the gzs protocol needs the seen-class photo features")
+        xf, xl, xp = kept(seen_photos, paths.get("seen"))
+        result = evaluate_generalized(qf, ql, gf, gl, xf, xl, ap=ap, per_query=True)
+        zs = evaluate_retrieval(qf, ql, gf, gl, ap=ap)
+        result["zs"] = {key: zs[key] for key in METRIC_KEYS}
+        gf = torch.cat([gf, xf])
+        gp = None if gp is None or xp is None else gp + xp
+    elif protocol in ("zs", "p2s"):
+        result = evaluate_retrieval(qf, ql, gf, gl, ap=ap, per_query=True)
+    else:
+        raise ValueError(f"protocol must be zs, gzs or p2s, got {protocol!r}")
+    per_query = result.pop("per_query")
+    result["protocol"] = protocol
+    result["per_class"] = per_class_ap(per_query["mAP@all"], ql, class_names)
+    hubs = hubness(qf, gf, k=hub_k, n_hubs=n_hubs)
+    result["hubness"] = hubs.summary(n_hubs)
+    if gp is not None:
+        for hub in result["hubness"]["hubs"]:
+            hub["path"] = gp[hub["index"]]
+    result["hubness"]["counts_histogram"] = np.bincount(hubs.counts).tolist()
+    return result
 
 
 def within_set_map(features: FeatureSet, *, ap: str = "interpolated") -> float:

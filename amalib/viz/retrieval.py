@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amalib.metrics import top_k  # re-exported: the grids show these lists
+
 __all__ = ["top_k", "plot_retrieval_grid", "precision_recall_curve", "plot_precision_recall"]
-
-
-def top_k(query_features, gallery_features, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine scores of the ``k`` best gallery items for each query."""
-    q = torch.nn.functional.normalize(torch.as_tensor(query_features).float(), dim=1)
-    g = torch.nn.functional.normalize(torch.as_tensor(gallery_features).float(), dim=1)
-    scores, idx = (q @ g.T).topk(min(k, g.shape[0]), dim=1)
-    return idx.numpy(), scores.numpy()
 
 
 def _open(path) -> np.ndarray:

@@ -1,0 +1,140 @@
+"""Figures of the evaluation protocols and diagnostics of :mod:`amalib.protocols`.
+
+* :func:`plot_k_occurrence` — the hubness histogram: how many gallery items appear in how many
+  top-k lists (log count axis).
+* :func:`plot_hubs` — the most retrieved gallery images with the share of lists they are in.
+* :func:`plot_per_class_ap` — AP per query class, hardest first.
+* :func:`plot_protocol_comparison` — the metrics of several protocols (e.g. zs vs gzs) side by
+  side.
+
+Used in ``notebooks/06_retrieval_evaluation.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_k_occurrence", "plot_hubs", "plot_per_class_ap", "plot_protocol_comparison"]
+
+
+def plot_k_occurrence(reports, *, title: str = ""):
+    """Histogram of the k-occurrence ``N_k`` of the gallery items, one step curve per report.
+
+    Args:
+        reports: A :class:`amalib.protocols.HubnessReport` or ``{name: report}`` (e.g. before
+            and after AMA), all with the same ``k``.
+        title: Figure title (default: names the list length).
+
+    The count axis is logarithmic: a hubby gallery has a long right tail of items retrieved by
+    very many queries and a tall bar at 0 (items never retrieved). The dashed line marks
+    ``k · Q / G``, the count every item would have without hubness.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if not isinstance(reports, Mapping):
+        reports = {"": reports}
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, report in reports.items():
+        hist = np.bincount(report.counts)
+        label = f"{name} (skewness {report.skewness:.1f})".strip()
+        ax.step(np.arange(len(hist)), np.where(hist > 0, hist, np.nan), where="mid",
+                label=label)
+    first = next(iter(reports.values()))
+    expected = first.k * first.n_queries / len(first.counts)
+    ax.axvline(expected, color="0.4", linestyle="--", linewidth=1,
+               label=f"without hubness: k·Q/G = {expected:.1f}")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=f"N_{first.k}: top-{first.k} lists holding the item (of {first.n_queries})",
+           ylabel="gallery items (log scale)",
+           title=title or f"hubness: k-occurrence of the gallery (k = {first.k})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_hubs(gallery_paths: Sequence[str | Path], report, *, n: int = 8, title: str = "",
+              labels: Sequence[str] | None = None):
+    """The ``n`` most retrieved gallery images, each titled with the share of lists it is in.
+
+    Args:
+        gallery_paths: Image files of the gallery, by index.
+        report: A :class:`amalib.protocols.HubnessReport` of that gallery.
+        n: How many hubs to show.
+        title: Figure title.
+        labels: Optional class name per gallery item, shown under the share.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    hubs = report.hubs[:n]
+    fig, axes = plt.subplots(1, len(hubs), figsize=(1.5 * len(hubs), 2.0), squeeze=False)
+    for ax, j in zip(axes[0], hubs):
+        with Image.open(gallery_paths[j]) as im:
+            ax.imshow(np.asarray(im.convert("RGB")))
+        share = report.counts[j] / report.n_queries
+        name = f"\n{labels[j]}" if labels is not None else ""
+        ax.set_title(f"{share:.0%} of lists{name}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"the most retrieved gallery images (top {report.k})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None = None):
+    """Horizontal bars of AP per class, hardest at the top.
+
+    Args:
+        rows: :func:`amalib.protocols.per_class_ap` output (sorted hardest first).
+        title: Figure title.
+        n: Show only the ``n`` hardest classes (default: all).
+    """
+    import matplotlib.pyplot as plt
+
+    rows = list(rows)[: n or None]
+    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.28 * len(rows)))
+    y = np.arange(len(rows))
+    ap = [r["AP"] for r in rows]
+    ax.barh(y, ap, color="#4575b4")
+    ax.set_yticks(y, [f"{r['class']} ({r['n_queries']})" for r in rows], fontsize=8)
+    ax.invert_yaxis()  # hardest first, at the top
+    mean = float(np.mean(ap)) if ap else 0.0
+    ax.axvline(mean, color="0.3", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+    ax.set(xlabel="AP@all (mean over the class's queries)",
+           ylabel="query class (queries)", xlim=(0, 1), title=title or "AP per class")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_protocol_comparison(results: Mapping[str, Mapping],
+                             keys: Sequence[str] = ("mAP@all", "mAP@200", "P@100", "P@200"), *,
+                             title: str = ""):
+    """Grouped bars: for each metric, one bar per protocol (or model × protocol).
+
+    Args:
+        results: ``{name: metrics}``, e.g. ``{"zs": ..., "gzs": ..., "p2s": ...}`` as returned by
+            :func:`amalib.engine.evaluate.protocol_report` or :mod:`amalib.protocols`.
+        keys: The metrics to show.
+        title: Figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    width = 0.8 / max(len(results), 1)
+    x = np.arange(len(keys))
+    for i, (name, metrics) in enumerate(results.items()):
+        values = [metrics[k] for k in keys]
+        bars = ax.bar(x + (i - (len(results) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, list(keys))
+    ax.set(xlabel="metric", ylabel="value", ylim=(0, 1.05),
+           title=title or "retrieval protocols compared")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,87 @@
+"""Figures of the protocols: each returns a Figure with labelled axes (hubness: log counts,
+integer k-occurrence ticks)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from amalib.protocols import hubness  # noqa: E402
+from amalib.viz.protocols import (  # noqa: E402
+    plot_hubs,
+    plot_k_occurrence,
+    plot_per_class_ap,
+    plot_protocol_comparison,
+)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def reports():
+    rng = np.random.default_rng(0)
+    queries, gallery = rng.standard_normal((30, 8)), rng.standard_normal((40, 8))
+    hubbed = gallery.copy()
+    hubbed[5] = queries.mean(0)
+    return {"plain": hubness(queries, gallery, k=5), "hub": hubness(queries, hubbed, k=5)}
+
+
+def _labelled(ax):
+    return bool(ax.get_xlabel()) and bool(ax.get_ylabel()) and bool(ax.get_title())
+
+
+def test_k_occurrence_histogram(reports):
+    fig = plot_k_occurrence(reports)
+    ax = fig.axes[0]
+    assert isinstance(fig, matplotlib.figure.Figure) and _labelled(ax)
+    assert ax.get_yscale() == "log"
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("hub (skewness") for t in legend) and any("k·Q/G" in t for t in legend)
+    assert plot_k_occurrence(reports["plain"]).axes[0].get_yscale() == "log"  # one report
+
+
+def test_hubs_show_the_most_retrieved_images(reports, tmp_path):
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8, 3), i * 6, np.uint8)).save(paths[-1])
+    report = reports["hub"]
+    fig = plot_hubs(paths, report, n=3, labels=[f"c{i}" for i in range(40)])
+    assert len(fig.axes) == 3
+    first = fig.axes[0].get_title()
+    assert first.startswith(f"{report.counts[report.hubs[0]] / 30:.0%} of lists")
+    assert first.endswith(f"c{report.hubs[0]}")
+
+
+def test_per_class_ap_bars_hardest_on_top():
+    rows = [{"class": "eel", "label": 2, "n_queries": 2, "AP": 0.3},
+            {"class": "cat", "label": 0, "n_queries": 4, "AP": 0.75}]
+    fig = plot_per_class_ap(rows)
+    ax = fig.axes[0]
+    assert _labelled(ax)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["eel (2)", "cat (4)"]
+    assert ax.yaxis_inverted()  # the first (hardest) row is drawn at the top
+    assert len(plot_per_class_ap(rows, n=1).axes[0].patches) == 1
+
+
+def test_protocol_comparison_grouped_bars():
+    zs = {"mAP@all": 0.5, "mAP@200": 0.6, "P@100": 0.4, "P@200": 0.3}
+    gzs = {k: v / 2 for k, v in zs.items()}
+    fig = plot_protocol_comparison({"zs": zs, "gzs": gzs})
+    ax = fig.axes[0]
+    assert _labelled(ax)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(zs)
+    assert len(ax.patches) == 8
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zs", "gzs"]
