@@ -71,9 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw class-per-folder download (<raw>/sketch/<class>/*, "
                         "<raw>/photo/<class>/*) to build the file lists from")
 
-    p = sub.add_parser("retrieve", help="top-k photos for one sketch, as a picture")
+    p = sub.add_parser("retrieve", help="top-k photos for one sketch, as a picture",
+                       description="Top-k photos of the unseen-class gallery for one sketch: an "
+                                   "image file (--sketch) or a drawing saved by the notebook's "
+                                   "sketch pad (--strokes, JSON polylines rendered like the "
+                                   "benchmark's sketches).")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--sketch", required=True, help="sketch image file")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--sketch", help="sketch image file")
+    query.add_argument("--strokes", help='drawing as JSON, {"canvas_size": 256, "strokes": '
+                                         '[[[x, y], ...], ...]} (the sketch pad\'s pad.save())')
+    p.add_argument("--label", default=None,
+                   help="class the sketch shows (name or id): marks hits and misses")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--out", default="retrieval.png", help="output picture")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -190,37 +199,53 @@ def _cmd_retrieve(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import torch
-
     from amalib.data.datasets import build_eval_sets, load_rgb
-    from amalib.data.transforms import eval_transform
-    from amalib.engine.config import apply_overrides
+    from amalib.data.strokes import load_strokes, render_strokes
+    from amalib.engine.config import ConfigError, apply_overrides
     from amalib.engine.evaluate import load_trained_backbone, test_features
-    from amalib.viz.retrieval import plot_retrieval_grid, top_k
+    from amalib.engine.sketch_query import PhotoGallery, query_image, sketch_query_settings
+    from amalib.viz.sketch_widget import plot_sketch_query
 
-    sketch = Path(args.sketch)
-    if not sketch.is_file():
-        raise FileNotFoundError(f"sketch image not found: {sketch}")
+    strokes = canvas_size = None
+    if args.strokes is not None:
+        try:
+            strokes, canvas_size = load_strokes(args.strokes)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        name = Path(args.strokes).name
+    else:
+        sketch = Path(args.sketch)
+        if not sketch.is_file():
+            raise FileNotFoundError(f"sketch image not found: {sketch}")
+        name = sketch.name
     backbone, cfg = load_trained_backbone(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
     dcfg = cfg["data"]
-    tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
-                        interpolation=dcfg.get("resize_interpolation", "bicubic"))
+    settings = sketch_query_settings(cfg)
     spec = _spec(dcfg["root"], cfg["benchmark"])
-    sets = build_eval_sets(dcfg["root"], spec, tf)
-    _, gallery = test_features(backbone, sets, batch_size=dcfg["eval_batch_size"],
-                               progress=False)
-    with torch.inference_mode():
-        query = backbone(tf(load_rgb(sketch))[None])
-    ranked, scores = top_k(query, gallery.features, k=args.k)
+    sets = build_eval_sets(dcfg["root"], spec, settings["transform"])
+    _, features = test_features(backbone, sets, batch_size=dcfg["eval_batch_size"],
+                                progress=False)
     photos = sets["photo_test"]
-    fig = plot_retrieval_grid([sketch], [photos.root / p for p in photos.paths], ranked,
-                              title=f"top-{args.k} photos for {sketch.name}")
+    gallery = PhotoGallery.build(features.features, [photos.root / p for p in photos.paths],
+                                 features.labels, photos.class_names)
+    if strokes is not None:
+        image = render_strokes(strokes, image_size=settings["image_size"],
+                               canvas_size=canvas_size)
+    else:
+        image = load_rgb(sketch)
+    label = args.label
+    if label is not None and label.isdigit():
+        label = int(label)
+    try:
+        result = query_image(backbone, image, gallery, transform=settings["transform"],
+                             k=args.k, query_label=label)
+    except ValueError as err:  # an unknown --label
+        raise ConfigError(str(err)) from err
+    fig = plot_sketch_query(result, strokes=strokes, canvas_size=canvas_size,
+                            title=f"top-{len(result)} photos for {name}")
     fig.savefig(args.out, dpi=100)
-    names = photos.class_names
-    for rank, (j, s) in enumerate(zip(ranked[0], scores[0]), 1):
-        label = names[int(photos.labels[j])] if names else int(photos.labels[j])
-        print(f"{rank:>2}. {photos.paths[j]}  ({label}, cosine {s:.3f})")
+    print(result.describe())
     print(f"picture written to {args.out}")
     return 0
 
