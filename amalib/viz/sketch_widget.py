@@ -48,6 +48,7 @@ MODE_VARIABLE = "AMALIB_SKETCH_PAD"
 DEFAULT_EXAMPLE = "ellipse_hole"
 
 _HIT, _MISS, _UNKNOWN = "#1a9850", "#d73027", "#bbbbbb"
+_NOT_KNOWN = -1
 
 
 def _import_widgets():
@@ -237,8 +238,8 @@ def results_html(result, *, thumbnail_px: int = 88, thumbnails: dict | None = No
             caption += "<br>" + html.escape(result.class_name(label))
         tiles.append(tile(cache[path], border, caption))
     summary = (f"top-{len(result)} photos by cosine similarity" if result.hits is None else
-               f"{int(result.hits.sum())} of the top {len(result)} photos are "
-               f"{html.escape(name)} (green: hit, red: miss)")
+               f"{html.escape(name)} photos among the top {len(result)}: "
+               f"{int(result.hits.sum())} (green: hit, red: miss)")
     return ('<div style="font-family:sans-serif">'
             f'<div style="display:flex;flex-wrap:wrap;gap:6px">{"".join(tiles)}</div>'
             f'<div style="font-size:12px;margin-top:4px">{summary}</div></div>')
@@ -375,9 +376,11 @@ class SketchPad:
         names = gallery.class_names or (
             tuple(str(c) for c in np.unique(gallery.labels)) if gallery.labels is not None
             else ())
+        # -1 stands for "not known": a Dropdown shows a blank box when its value is None.
+        label = gallery.label_of(query_label)
         self.classes = widgets.Dropdown(
-            options=[("not known", None)] + [(n, i) for i, n in enumerate(names)],
-            value=gallery.label_of(query_label), description="I drew",
+            options=[("not known", _NOT_KNOWN)] + [(n, i) for i, n in enumerate(names)],
+            value=_NOT_KNOWN if label is None else label, description="I drew",
             layout=widgets.Layout(width=side))
         self.status = widgets.HTML()
         self.results = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
@@ -399,6 +402,12 @@ class SketchPad:
         self.classes.observe(lambda _change: self.refresh(), names="value")
         self._redraw()
         self._show_empty()
+
+    @property
+    def query_label(self) -> int | None:
+        """The class chosen in the "I drew" menu, or None when not known."""
+        value = self.classes.value
+        return None if value is None or value == _NOT_KNOWN else int(value)
 
     # -- pen events
     def pen_down(self, x: float, y: float) -> None:
@@ -458,7 +467,7 @@ class SketchPad:
         try:
             self.result = query_strokes(
                 self.model, self.strokes, self.gallery, transform=self.transform, k=self.k,
-                query_label=self.classes.value, image_size=self.image_size,
+                query_label=self.query_label, image_size=self.image_size,
                 canvas_size=self.canvas_size)
         except Exception as err:  # shown in the pad: a callback's traceback would be hidden
             self.status.value = f'<span style="color:{_MISS}">error: {html.escape(str(err))}</span>'

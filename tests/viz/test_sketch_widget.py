@@ -223,10 +223,15 @@ def test_pad_updates_on_pen_up(pad, setup):
 
 
 def test_pad_class_menu_marks_hits(pad):
+    assert pad.classes.label == "not known" and pad.query_label is None
     draw(pad, [(30, 100), (170, 100)])
     pad.classes.value = 1  # "I drew" bar_wheels
+    assert pad.query_label == 1
     np.testing.assert_array_equal(pad.result.hits, pad.result.labels == 1)
     assert "#1a9850" in pad.results.value or "#d73027" in pad.results.value
+    assert "bar_wheels photos among the top 4" in pad.results.value
+    pad.classes.label = "not known"
+    assert pad.result.hits is None
     assert [label for label, _ in pad.classes.options] == ["not known", *CLASSES]
 
 
@@ -268,6 +273,13 @@ def test_pad_display_carries_the_static_example(pad, setup):
     static = static_example(setup["model"], setup["features"], setup["paths"], setup["labels"],
                             **common(setup))
     assert bundle["text/plain"] == repr(static) == repr(pad)  # what nbval compares
+
+
+def test_pad_preselected_class(setup):
+    pytest.importorskip("ipycanvas")
+    pad = sketch_pad(setup["model"], setup["features"], setup["paths"], setup["labels"],
+                     interactive=True, query_label="bar_wheels", **common(setup))
+    assert pad.classes.label == "bar_wheels" and pad.query_label == 1
 
 
 def test_colab_widget_manager_is_switched_on(setup, monkeypatch):
