@@ -25,6 +25,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -366,9 +367,7 @@ class SketchPad:
             width=self.canvas_size, height=self.canvas_size,
             layout=widgets.Layout(width=side, height=side, border="1px solid #888888",
                                   flex="0 0 auto"))
-        self.canvas.line_width = pen_width
-        self.canvas.line_cap = "round"
-        self.canvas.line_join = "round"
+        self.pen_width = float(pen_width)
         self.clear_button = widgets.Button(description="clear", icon="eraser",
                                            layout=widgets.Layout(width="auto"))
         self.undo_button = widgets.Button(description="undo stroke", icon="undo",
@@ -413,9 +412,8 @@ class SketchPad:
     def pen_down(self, x: float, y: float) -> None:
         """Start a stroke at ``(x, y)`` (canvas pixels)."""
         self._current = [(float(x), float(y))]
-        self.canvas.fill_style = "black"
-        r = self.canvas.line_width / 2
-        self.canvas.fill_circle(float(x), float(y), r)
+        with self._drawing():
+            self.canvas.fill_circle(float(x), float(y), self.pen_width / 2)
 
     def pen_move(self, x: float, y: float) -> None:
         """Extend the stroke being drawn (ignored while the pen is up)."""
@@ -423,8 +421,8 @@ class SketchPad:
             return
         x0, y0 = self._current[-1]
         self._current.append((float(x), float(y)))
-        self.canvas.stroke_style = "black"
-        self.canvas.stroke_line(x0, y0, float(x), float(y))
+        with self._drawing():
+            self.canvas.stroke_line(x0, y0, float(x), float(y))
 
     def pen_up(self, x: float | None = None, y: float | None = None) -> None:
         """Finish the stroke and search the gallery with the whole drawing."""
@@ -485,18 +483,42 @@ class SketchPad:
                               "the pen.</div>")
         self.status.value = f"{len(self.gallery)} photos in the gallery"
 
+    @contextmanager
+    def _drawing(self):
+        """Send the draw commands inside as one message that starts by naming this canvas.
+
+        ipycanvas sends the commands of every canvas through one shared manager widget, which
+        names the target canvas only when it differs from the last one *the kernel* drew on. A
+        frontend that connected after that (a reloaded page, a reopened notebook with its
+        kernel still running) never learnt it and drops the commands: the pad searched but the
+        canvas stayed blank (seen in the browser check, ``docs/sketch_pad_check.md``). So the
+        manager is made to forget its last canvas, and the pen's style is set each time.
+        """
+        from ipycanvas import hold_canvas
+
+        manager = getattr(self.canvas, "_canvas_manager", None)
+        if manager is not None and hasattr(manager, "_current_canvas"):
+            manager._current_canvas = None
+        with hold_canvas():
+            self.canvas.line_width = self.pen_width
+            self.canvas.line_cap = "round"
+            self.canvas.line_join = "round"
+            self.canvas.stroke_style = "black"
+            self.canvas.fill_style = "black"
+            yield
+
     def _redraw(self) -> None:
         """Paint the paper white and replay the strokes (a new view starts blank)."""
-        self.canvas.clear()
-        self.canvas.fill_style = "white"
-        self.canvas.fill_rect(0, 0, self.canvas_size, self.canvas_size)
-        self.canvas.stroke_style = "black"
-        self.canvas.fill_style = "black"
-        for stroke in self.strokes:
-            if len(stroke) > 1:
-                self.canvas.stroke_lines(stroke)
-            else:
-                self.canvas.fill_circle(*stroke[0], self.canvas.line_width / 2)
+        with self._drawing():
+            self.canvas.clear()
+            self.canvas.fill_style = "white"
+            self.canvas.fill_rect(0, 0, self.canvas_size, self.canvas_size)
+            self.canvas.fill_style = "black"
+            for stroke in self.strokes:
+                if len(stroke) > 1:
+                    self.canvas.stroke_lines(stroke)
+                else:
+                    self.canvas.fill_circle(*stroke[0], self.pen_width / 2)
 
     def static(self) -> SketchQueryFigure:
         """The static example of this pad's model and gallery (computed once)."""

@@ -295,3 +295,17 @@ def test_colab_widget_manager_is_switched_on(setup, monkeypatch):
                interactive=True, **common(setup))
     assert calls == [True]
     assert sketch_widget._enable_colab_widgets() is True
+
+
+def test_every_drawing_batch_names_its_canvas(pad, monkeypatch):
+    """A frontend that connected late (a reloaded page) learns which canvas to draw on."""
+    from ipycanvas.canvas import COMMANDS
+
+    manager = pad.canvas._canvas_manager
+    sent = []
+    monkeypatch.setattr(manager, "_send_custom", lambda command, buffers=(): sent.append(command))
+    manager._current_canvas = pad.canvas  # the kernel believes the frontend knows it
+    draw(pad, [(10, 10), (50, 50), (90, 10)])
+    assert len(sent) == 3  # pen down, two moves: one message each
+    for batch in sent:
+        assert batch[0][0] == COMMANDS["switchCanvas"]
