@@ -251,10 +251,11 @@ def results_html(result, *, thumbnail_px: int = 88, thumbnails: dict | None = No
 
 
 class SketchQueryFigure:
-    """The static example's output: a figure as PNG, and a text form that is deterministic.
+    """The static example's output: a figure as JPEG, and a text form that is deterministic.
 
-    Displays as the figure in a notebook (``_repr_png_``); its text (``repr``) lists the photos
-    with their scores. A live :class:`SketchPad` carries the same PNG and text next to its
+    Displays as the figure in a notebook (``_repr_jpeg_``: photos compress badly as PNG, the
+    figure would weigh 150 kB in the saved notebook); its text (``repr``) lists the photos with
+    their scores. A live :class:`SketchPad` carries the same picture and text next to its
     widget, so a notebook executed where the pad is live (``jupyter nbconvert --execute``) and
     where it is not (nbval) saves the same text, and a viewer that cannot run widgets (GitHub)
     shows the figure.
@@ -262,14 +263,14 @@ class SketchQueryFigure:
     Attributes:
         result: The :class:`~amalib.engine.sketch_query.SketchQueryResult`.
         strokes: The drawing searched for.
-        png: The figure, PNG bytes.
+        jpeg: The figure, JPEG bytes.
     """
 
-    def __init__(self, result, strokes, png: bytes):
-        self.result, self.strokes, self.png = result, strokes, png
+    def __init__(self, result, strokes, jpeg: bytes):
+        self.result, self.strokes, self.jpeg = result, strokes, jpeg
 
-    def _repr_png_(self) -> bytes:
-        return self.png
+    def _repr_jpeg_(self) -> bytes:
+        return self.jpeg
 
     def __repr__(self) -> str:
         return ("sketch pad, example drawing (strokes written in code), top-"
@@ -293,7 +294,7 @@ def _static_figure(model, gallery, *, transform, image_size: int, k: int, exampl
     fig = plot_sketch_query(result, strokes=strokes, canvas_size=canvas_size,
                             title=f"top-{len(result)} photos for a drawing (cosine)")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi, metadata={"Software": None})
+    fig.savefig(buffer, format="jpeg", dpi=fig.dpi, pil_kwargs={"quality": 85})
     plt.close(fig)
     return SketchQueryFigure(result, strokes, buffer.getvalue())
 
@@ -530,16 +531,16 @@ class SketchPad:
         return self._static
 
     def _repr_mimebundle_(self, **kwargs):
-        """The widget, plus the static example as PNG and text for where widgets cannot run.
+        """The widget, plus the static example as JPEG and text for where widgets cannot run.
 
         JupyterLab and Colab draw the widget (its renderer outranks images); GitHub and other
-        static viewers show the PNG; the text is the static example's, the same as
+        static viewers show the picture; the text is the static example's, the same as
         :func:`sketch_pad` returns where no frontend is live, so nbval finds the same text
         whether the saved output was made with a live pad or not.
         """
         bundle = self.widget._repr_mimebundle_(**kwargs)
         static = self.static()
-        bundle["image/png"] = base64.b64encode(static.png).decode("ascii")
+        bundle["image/jpeg"] = base64.b64encode(static.jpeg).decode("ascii")
         bundle["text/plain"] = repr(static)
         return bundle
 

@@ -64,7 +64,7 @@ def test_static_example_figure_and_text(setup):
     out = static_example(setup["model"], setup["features"], setup["paths"], setup["labels"],
                          **common(setup))
     assert isinstance(out, SketchQueryFigure)
-    assert out.png[:8] == b"\x89PNG\r\n\x1a\n" and out._repr_png_() == out.png
+    assert out.jpeg[:3] == b"\xff\xd8\xff" and out._repr_jpeg_() == out.jpeg
     text = repr(out)
     assert text.startswith("sketch pad, example drawing (strokes written in code), top-4")
     assert text.count("cosine") == 4 and "hits:" in text and "ellipse_hole" in text
@@ -269,7 +269,7 @@ def test_pad_buttons_are_wired(pad):
 def test_pad_display_carries_the_static_example(pad, setup):
     bundle = pad._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["image/png"].startswith("iVBORw0KGgo")  # base64 of a PNG
+    assert bundle["image/jpeg"].startswith("/9j/")  # base64 of a JPEG
     static = static_example(setup["model"], setup["features"], setup["paths"], setup["labels"],
                             **common(setup))
     assert bundle["text/plain"] == repr(static) == repr(pad)  # what nbval compares
