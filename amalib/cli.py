@@ -111,17 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("info", help="what an index file holds and how it was built")
     q.add_argument("index", help="index file")
 
-    p = sub.add_parser("retrieve", help="top-k photos for sketches: from an index, or a checkpoint",
+    p = sub.add_parser("retrieve", help="top-k photos for sketches or a drawing: from an index, "
+                                        "or a checkpoint",
                        description="Rank a gallery for each sketch and print paths, labels and "
                                    "cosine scores. With --index the gallery is read from the "
                                    "index file (no extraction); otherwise it is extracted now "
-                                   "with --checkpoint.")
+                                   "with --checkpoint. The queries are image files (--sketch) or "
+                                   "a drawing saved by the notebook's sketch pad (--strokes, JSON "
+                                   "polylines rendered like the benchmark's sketches).")
     p.add_argument("--index", default=None, help="gallery index from `amalib index build`")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (required without --index; with it, default: the "
                         "checkpoint the index records)")
     p.add_argument("--gallery", default=None, help="without --index: " + _GALLERY_HELP)
-    p.add_argument("--sketch", required=True, nargs="+", help="sketch image file(s)")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--sketch", nargs="+", help="sketch image file(s)")
+    query.add_argument("--strokes", help='drawing as JSON, {"canvas_size": 256, "strokes": '
+                                         '[[[x, y], ...], ...]} (the sketch pad\'s pad.save())')
+    p.add_argument("--label", default=None,
+                   help="class the sketches show (name or id): marks hits and misses")
     p.add_argument("--k", "--topk", dest="k", type=int, default=8,
                    help="results per sketch (default: %(default)s)")
     p.add_argument("--out", default=None,
@@ -299,8 +307,27 @@ def _cmd_index(args) -> int:
     return 0
 
 
-def _cmd_retrieve(args) -> int:
+def _query_label(label: str | None, index) -> int | None:
+    """``--label`` (a class name or id) as a class id of the index's gallery; None stays None."""
     from amalib.engine.config import ConfigError
+
+    if label is None:
+        return None
+    if index.labels is None:
+        raise ConfigError(f"--label {label}: the gallery is unlabelled, so there are no hits "
+                          "to mark")
+    names = index.class_names
+    n_classes = len(names) if names else int(index.labels.max()) + 1
+    if label.isdigit() and int(label) < n_classes:
+        return int(label)
+    if names and label in names:
+        return names.index(label)
+    raise ConfigError(f"unknown class {label!r}" + (f"; the gallery's classes: {', '.join(names)}"
+                                                    if names else f" (ids 0-{n_classes - 1})"))
+
+
+def _cmd_retrieve(args) -> int:
+    from amalib.engine.config import ConfigError, apply_overrides
     from amalib.engine.gallery import build_gallery_index, embed_images, load_query_model
     from amalib.index import GalleryIndex
 
@@ -309,10 +336,20 @@ def _cmd_retrieve(args) -> int:
     if args.index is not None and (args.gallery or args.overrides):
         raise ConfigError("--gallery and --set apply when the gallery is extracted; with "
                           "--index the gallery is the index's (rebuild it to change them)")
-    sketches = [Path(p) for p in args.sketch]
-    for sketch in sketches:
-        if not sketch.is_file():
-            raise FileNotFoundError(f"sketch image not found: {sketch}")
+    strokes = canvas_size = None
+    if args.strokes is not None:  # a drawing: checked now, rendered once the sketch size is known
+        from amalib.data.strokes import load_strokes
+
+        try:
+            strokes, canvas_size = load_strokes(args.strokes)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        names = [Path(args.strokes)]
+    else:
+        names = [Path(p) for p in args.sketch]
+        for sketch in names:
+            if not sketch.is_file():
+                raise FileNotFoundError(f"sketch image not found: {sketch}")
     if args.index is not None:
         index = GalleryIndex.load(args.index)
         out = args.out
@@ -320,38 +357,75 @@ def _cmd_retrieve(args) -> int:
         index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
                                     device=args.device, progress=False)
         out = args.out or "retrieval.png"
+    label = _query_label(args.label, index)
     import torch
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    backbone, transform = load_query_model(index, args.checkpoint, device=device)
-    ranked, scores = index.search(embed_images(backbone, transform, sketches, device=device),
+    backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
+                                                   with_config=True)
+    queries = names
+    if strokes is not None:  # rendered like the benchmark's sketches, then embedded like a file
+        from amalib.data.strokes import render_strokes
+        from amalib.engine.sketch_query import sketch_query_settings
+
+        size = sketch_query_settings(apply_overrides(config, args.overrides))["image_size"]
+        queries = [render_strokes(strokes, image_size=size, canvas_size=canvas_size)]
+    ranked, scores = index.search(embed_images(backbone, transform, queries, device=device),
                                   args.k)
+    label_name = None if label is None else (index.class_names[label] if index.class_names
+                                             else str(label))
     results = []
-    for sketch, row, row_scores in zip(sketches, ranked, scores):
-        if len(sketches) > 1:
-            print(f"{sketch}:")
-        hits = [(int(j), float(s)) for j, s in zip(row, row_scores) if j >= 0]
-        for rank, (j, s) in enumerate(hits, 1):
-            label = index.label_name(j)
-            print(f"{rank:>2}. {index.paths[j]}  ("
-                  + (f"{label}, " if label is not None else "") + f"cosine {s:.3f})")
-        results.append({"sketch": str(sketch), "results": [
-            {"rank": r, "path": index.paths[j], "label": index.label_name(j), "cosine": s}
-            for r, (j, s) in enumerate(hits, 1)]})
+    for name, row, row_scores in zip(names, ranked, scores):
+        if len(names) > 1:
+            print(f"{name}:")
+        entries = []
+        for rank, (j, s) in enumerate(((int(j), float(s)) for j, s in zip(row, row_scores)
+                                       if j >= 0), 1):
+            cls = index.label_name(j)
+            hit = None if label is None else bool(index.labels[j] == label)
+            print(f"{rank:>2}. {index.paths[j]}  (" + (f"{cls}, " if cls is not None else "")
+                  + f"cosine {s:.3f})" + ("" if hit is None else "  hit" if hit else "  miss"))
+            entries.append({"rank": rank, "path": index.paths[j], "label": cls, "cosine": s,
+                            **({} if hit is None else {"hit": hit})})
+        if label is not None:
+            print(f"hits: {sum(e['hit'] for e in entries)}/{len(entries)} photos of {label_name}")
+        results.append({"sketch": str(name), "query": "image" if strokes is None else "strokes",
+                        **({} if label is None else {"query_label": label_name}),
+                        "results": entries})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if out:
         import matplotlib
 
         matplotlib.use("Agg")
-        from amalib.viz.retrieval import plot_retrieval_grid
+        if strokes is not None:  # the sketch pad's figure: strokes, rendered sketch, photos
+            from amalib.engine.sketch_query import SketchQueryResult
+            from amalib.viz.sketch_widget import plot_sketch_query
 
-        names = ", ".join(s.name for s in sketches[:3]) + (" …" if len(sketches) > 3 else "")
-        fig = plot_retrieval_grid(sketches, [index.image_path(j) for j in range(len(index))],
-                                  ranked.clip(min=0), title=f"top-{ranked.shape[1]} for {names}")
+            top = ranked[0][ranked[0] >= 0]
+            labels = None if index.labels is None else index.labels[top]
+            result = SketchQueryResult(
+                queries[0], top, scores[0][ranked[0] >= 0],
+                tuple(index.image_path(j) for j in top), labels, label,
+                None if labels is None or label is None else labels == label,
+                None if index.class_names is None else tuple(index.class_names))
+            side = max(canvas_size) if isinstance(canvas_size, tuple) else canvas_size
+            fig = plot_sketch_query(result, strokes=strokes, canvas_size=side,
+                                    title=f"top-{len(result)} photos for {names[0].name}")
+        else:
+            from amalib.viz.retrieval import plot_retrieval_grid
+
+            shown = ", ".join(s.name for s in names[:3]) + (" …" if len(names) > 3 else "")
+            fig = plot_retrieval_grid(
+                names, [index.image_path(j) for j in range(len(index))], ranked.clip(min=0),
+                query_labels=None if label is None else [label] * len(names),
+                gallery_labels=None if label is None else index.labels,
+                class_names=index.class_names, title=f"top-{ranked.shape[1]} for {shown}")
         fig.savefig(out, dpi=100)
         print(f"picture written to {out}")
     return 0
+
+
 
 
 def _cmd_ablate(args) -> int:

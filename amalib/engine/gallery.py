@@ -199,16 +199,18 @@ def build_gallery_index(checkpoint, gallery: str | None = None, *, kind: str = "
                               provenance=provenance)
 
 
-def load_query_model(index, checkpoint=None, *, device="cpu"):
+def load_query_model(index, checkpoint=None, *, device="cpu", with_config: bool = False):
     """The backbone and transform that embed queries for ``index``.
 
     Args:
         index: A :class:`~amalib.index.GalleryIndex`.
         checkpoint: The checkpoint to use; default: the one the index records.
         device: Where the backbone goes.
+        with_config: Also return the checkpoint's config (e.g. for the sketch size a drawing
+            is rendered at).
 
     Returns:
-        ``(backbone, transform)``.
+        ``(backbone, transform)``, or ``(backbone, transform, config)`` with ``with_config``.
 
     Raises:
         FileNotFoundError: the checkpoint is not there (the message says which file recorded it).
@@ -226,7 +228,7 @@ def load_query_model(index, checkpoint=None, *, device="cpu"):
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint} (recorded in {where}); "
                                     "pass --checkpoint with its new location")
-    backbone, _ = load_trained_backbone(checkpoint)
+    backbone, config = load_trained_backbone(checkpoint)
     source = index.provenance.get("gallery", {}).get("source", "<gallery>")
     rebuild = (f"rebuild the index for it (amalib index build --checkpoint {checkpoint} "
                f"--gallery {source} --out {where}) or pass the checkpoint it was built with "
@@ -240,25 +242,36 @@ def load_query_model(index, checkpoint=None, *, device="cpu"):
         raise GalleryIndexError(
             f"{checkpoint} is not the model {where} was built with (weights fingerprint "
             f"{fingerprint[:12]}, the index's {recorded['weights_sha256'][:12]}): {rebuild}")
-    return backbone.to(device).eval(), _transform(index.provenance["transform"])
+    transform = _transform(index.provenance["transform"])
+    if with_config:
+        return backbone.to(device).eval(), transform, config
+    return backbone.to(device).eval(), transform
 
 
 @torch.inference_mode()
-def embed_images(backbone: nn.Module, transform, paths, *, device="cpu",
+def embed_images(backbone: nn.Module, transform, images, *, device="cpu",
                  batch_size: int = 32) -> torch.Tensor:
-    """L2-normalised features ``(len(paths), D)`` of image files (e.g. query sketches).
+    """L2-normalised features ``(len(images), D)`` of query images (e.g. sketches).
+
+    Args:
+        images: Image files, or PIL images already in memory (e.g. a drawing rendered by
+            :func:`amalib.data.strokes.render_strokes`); both take the same path.
 
     Raises:
         FileNotFoundError: a file does not exist.
     """
+    from PIL import Image
+
     from amalib.data.datasets import load_rgb
 
-    paths = [Path(p) for p in paths]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"image not found: {p}")
+    items = [im if isinstance(im, Image.Image) else Path(im) for im in images]
+    for item in items:
+        if isinstance(item, Path) and not item.is_file():
+            raise FileNotFoundError(f"image not found: {item}")
     out = []
-    for start in range(0, len(paths), batch_size):
-        batch = torch.stack([transform(load_rgb(p)) for p in paths[start:start + batch_size]])
+    for start in range(0, len(items), batch_size):
+        batch = torch.stack([transform(im.convert("RGB") if isinstance(im, Image.Image)
+                                       else load_rgb(im))
+                             for im in items[start:start + batch_size]])
         out.append(backbone(batch.to(device)).float().cpu())
     return torch.nn.functional.normalize(torch.cat(out), dim=1)

@@ -90,3 +90,65 @@ def test_train_eval_retrieve_round_trip(capsys, tiny_root, tmp_path):
                           str(sketch), "--k", "3", "--out", str(picture))
     assert code == 0, err
     assert picture.read_bytes()[:4] == b"\x89PNG" and out.count("cosine") == 3
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_root, tmp_path):
+    """A checkpoint as `amalib train` writes it (the parts `retrieve` reads), without training."""
+    import torch
+
+    from amalib.engine.config import load_config
+    from amalib.models import create_vit
+
+    cfg = load_config("mini", tiny_overrides(tiny_root))
+    m = cfg["model"]
+    torch.manual_seed(0)
+    backbone = create_vit(m["arch"], patch_size=m["patch_size"], img_size=m["img_size"],
+                          stem=m.get("stem", "patch"))
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"config": cfg,
+                "teacher": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}}, path)
+    return path
+
+
+def test_retrieve_with_strokes(capsys, tiny_checkpoint, tmp_path):
+    from amalib.data.strokes import example_strokes, save_strokes
+
+    drawing = save_strokes(tmp_path / "drawing.json", example_strokes("bar_wheels"),
+                           canvas_size=256)
+    picture = tmp_path / "top.png"
+    code, out, err = _run(capsys, "retrieve", "--checkpoint", str(tiny_checkpoint), "--strokes",
+                          str(drawing), "--k", "3", "--label", "0", "--out", str(picture))
+    assert code == 0, err
+    assert picture.read_bytes()[:4] == b"\x89PNG" and out.count("cosine") == 3
+    assert out.count("  hit") + out.count("  miss") == 3 and "hits: " in out
+
+
+def test_retrieve_with_a_sketch_file(capsys, tiny_checkpoint, tiny_root, tmp_path):
+    sketch = sorted((tiny_root / "sketch").rglob("*.png"))[0]
+    code, out, err = _run(capsys, "retrieve", "--checkpoint", str(tiny_checkpoint), "--sketch",
+                          str(sketch), "--k", "2", "--out", str(tmp_path / "top.png"))
+    assert code == 0, err
+    assert out.count("cosine") == 2 and "hits:" not in out
+
+
+def test_retrieve_refuses_bad_drawings_and_labels(capsys, tiny_checkpoint, tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"strokes": []}')
+    code, _, err = _run(capsys, "retrieve", "--checkpoint", str(tiny_checkpoint), "--strokes",
+                        str(empty))
+    assert code == 2 and "empty drawing" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "retrieve", "--checkpoint", str(tiny_checkpoint), "--strokes",
+                        str(tmp_path / "none.json"))
+    assert code == 2 and "strokes file not found" in err
+    drawing = tmp_path / "line.json"
+    drawing.write_text("[[[0, 0], [100, 100]]]")
+    code, _, err = _run(capsys, "retrieve", "--checkpoint", str(tiny_checkpoint), "--strokes",
+                        str(drawing), "--label", "unicorn", "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "unknown class 'unicorn'" in err
+
+
+def test_retrieve_needs_one_sketch(capsys):
+    with pytest.raises(SystemExit):
+        main(["retrieve", "--checkpoint", "c.pth"])
+    assert "--sketch" in capsys.readouterr().err

@@ -179,6 +179,31 @@ def test_cli_index_build_info_and_retrieve(capsys, checkpoints, tiny_root, tmp_p
         [r["path"] for r in results[0]["results"]]
 
 
+def test_cli_retrieve_strokes_from_an_index(capsys, test_index, tmp_path):
+    """A sketch-pad drawing against a built index: rendered, embedded like a file, hits marked."""
+    from amalib.data.strokes import example_strokes, save_strokes
+
+    index, path = test_index
+    drawing = save_strokes(tmp_path / "drawing.json", example_strokes("bar_wheels"),
+                           canvas_size=256)
+    name = index.class_names[0]
+    code, out, err = _run(capsys, "retrieve", "--index", path, "--strokes", drawing, "--k", "3",
+                          "--label", name, "--json", tmp_path / "r.json",
+                          "--out", tmp_path / "r.png")
+    assert code == 0, err
+    assert out.count("  hit") + out.count("  miss") == 3 and f"photos of {name}" in out
+    [result] = json.loads((tmp_path / "r.json").read_text())
+    assert result["query"] == "strokes" and result["query_label"] == name
+    assert [r["hit"] for r in result["results"]] == [r["label"] == name for r in result["results"]]
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):  # one kind of query per call
+        main(["retrieve", "--index", str(path), "--strokes", str(drawing), "--sketch", "a.png"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    code, _, err = _run(capsys, "retrieve", "--index", path, "--strokes", drawing,
+                        "--label", "unicorn")
+    assert code == 2 and "unknown class 'unicorn'" in err
+
+
 def test_cli_index_from_a_folder_of_images(capsys, checkpoints, tmp_path, image_writer):
     for i, rel in enumerate(("boats/a.png", "boats/b.png", "trees/c.jpg")):
         image_writer(tmp_path / "photos" / rel, seed=i)
