@@ -434,7 +434,7 @@ def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]
     trainer.student.train()
     trainer.stats = {}
     history = []
-    for step, batch in enumerate(trainer._batches(epoch)):
+    for step, batch in enumerate(trainer.batches(epoch)):
         if step >= n_steps:
             break
         out = trainer.train_step(batch, epoch, epoch * trainer.steps_per_epoch + step)
