@@ -34,6 +34,7 @@ __all__ = [
     "dino_collapse_experiment",
     "enter_project_root",
     "eval_sets",
+    "INSTALL_SOURCE",
     "find_project_root",
     "find_trained_run",
     "gpu_name",
@@ -52,10 +53,22 @@ __all__ = [
     "show_as_jpeg",
     "to_image",
     "train_steps",
+    "work_folder",
 ]
 
-#: The profiles a notebook can select with its ``PROFILE`` switch.
-PROFILES = ("cpu-mini", "gpu-real")
+#: The profiles a notebook can select with its ``PROFILE`` switch. ``auto`` is the embedded
+#: mini-benchmark on the GPU when one is present (``gpu-mini``), else on the CPU (``cpu-mini``).
+PROFILES = ("auto", "cpu-mini", "gpu-mini", "gpu-real")
+
+#: Where ``pip install amalib[full]`` comes from in the notebooks' install cell (Colab). The one
+#: place to change for a fork or a wheel: ``"amalib[full] @ https://…/amalib-0.1.0-py3-none-any.whl"``.
+#: ``tests/test_notebooks_clean.py`` checks that every notebook's install cell uses this value.
+INSTALL_SOURCE = "amalib[full] @ git+https://github.com/amalib/amalib"
+
+#: Environment variable naming the writable folder for ``data/`` and ``runs/`` when the notebooks
+#: run outside a checkout (a pip install, Colab); default: the working directory if writable,
+#: else ``~/amalib``.
+HOME_VARIABLE = "AMALIB_HOME"
 
 #: Where the notebooks write their runs (relative to the project root), one folder per profile.
 TUTORIAL_RUNS = Path("runs/tutorial")
@@ -115,17 +128,30 @@ def find_project_root(start: str | Path | None = None) -> Path | None:
     return None
 
 
-def enter_project_root(start: str | Path | None = None) -> Path:
-    """Make the project root the working directory, so ``data/mini`` and ``runs/`` are the repo's.
+def work_folder(start: str | Path | None = None) -> Path:
+    """Where the notebooks keep ``data/`` and ``runs/``: the checkout's root, else a writable folder.
 
-    Jupyter starts a notebook's kernel in ``notebooks/``; the configs use paths relative to the
-    project root (``data.root: data/mini``). Outside a checkout (Colab) the working directory is
-    kept and data and runs go below it.
-
-    Returns:
-        The new working directory.
+    In a checkout: its root (Jupyter starts a kernel in ``notebooks/``; the configs use paths
+    relative to the root, ``data.root: data/mini``). Outside one (``pip install amalib[full]``,
+    Colab): ``$AMALIB_HOME`` when set, else ``start`` (default: the working directory) when it is
+    writable, else ``~/amalib``. Configs, the starting backbone and the ablation results are
+    package data, so nothing else is needed.
     """
-    root = find_project_root(start) or Path(start if start is not None else Path.cwd()).resolve()
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    root = find_project_root(here)
+    if root is not None:
+        return root
+    if os.environ.get(HOME_VARIABLE):
+        return Path(os.environ[HOME_VARIABLE]).expanduser().resolve()
+    if os.access(here, os.W_OK):
+        return here
+    return Path.home() / "amalib"
+
+
+def enter_project_root(start: str | Path | None = None) -> Path:
+    """Make :func:`work_folder` the working directory (created if needed) and return it."""
+    root = work_folder(start)
+    root.mkdir(parents=True, exist_ok=True)
     os.chdir(root)
     return root
 
@@ -249,13 +275,15 @@ def select_profile(
     """The profile a notebook's ``PROFILE`` switch names; refuses loudly when it cannot run.
 
     ``cpu-mini`` needs nothing: the mini-benchmark is generated into ``data/mini`` and the small
-    DINO backbone ships with amalib. ``gpu-real`` needs a CUDA GPU, the benchmark's lists and
+    starting backbone ships with amalib. ``gpu-mini`` is the same on a CUDA GPU, with the full
+    ``mini`` preset as its training run (what ``amalib demo`` trains). ``auto`` is ``gpu-mini``
+    when a GPU is visible, else ``cpu-mini``. ``gpu-real`` needs a CUDA GPU, the benchmark's lists and
     images under ``data_root`` and the official DINO ViT-B/16 file; when one is missing this raises
     :class:`ProfileUnavailableError` listing every missing item and how to get it — it never falls
     back to the CPU profile or to random weights.
 
     Args:
-        name: ``"cpu-mini"`` or ``"gpu-real"``.
+        name: ``"auto"``, ``"cpu-mini"``, ``"gpu-mini"`` or ``"gpu-real"``.
         benchmark: Real benchmark of ``gpu-real`` (a shipped config of the same name).
         data_root: Data root of ``gpu-real``.
         weights: DINO checkpoint of ``gpu-real``.
@@ -264,8 +292,24 @@ def select_profile(
 
     Raises:
         ValueError: unknown profile name.
-        ProfileUnavailableError: ``gpu-real`` without its GPU, data or weights.
+        ProfileUnavailableError: ``gpu-mini`` without a GPU; ``gpu-real`` without its GPU, data
+            or weights.
     """
+    if name == "auto":
+        name = "gpu-mini" if gpu_name() is not None else "cpu-mini"
+    if name == "gpu-mini":
+        if gpu_name() is None:
+            raise ProfileUnavailableError(
+                "PROFILE = 'gpu-mini' needs a CUDA GPU and none is visible (Colab: Runtime > "
+                "Change runtime type > GPU); PROFILE = 'auto' picks the CPU when there is none.")
+        return Profile(
+            name="gpu-mini",
+            config_name="mini",
+            overrides=tuple(overrides),
+            short_run=(),
+            device="cuda",
+            description=f"the embedded mini-benchmark (generated into data/mini) on {gpu_name()}",
+        )
     if name == "cpu-mini":
         return Profile(
             name="cpu-mini",
@@ -434,7 +478,7 @@ def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]
     trainer.student.train()
     trainer.stats = {}
     history = []
-    for step, batch in enumerate(trainer.batches(epoch)):
+    for step, batch in enumerate(trainer.batches(epoch)):  # public: the engine's own batches
         if step >= n_steps:
             break
         out = trainer.train_step(batch, epoch, epoch * trainer.steps_per_epoch + step)

@@ -80,9 +80,27 @@ def test_enter_project_root_changes_directory(tmp_path, monkeypatch):
 
 
 def test_enter_project_root_keeps_directory_outside_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.delenv(tutorial.HOME_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)
     assert tutorial.enter_project_root() == tmp_path.resolve()
     assert Path.cwd() == tmp_path.resolve()
+
+
+def test_outside_a_checkout_amalib_home_is_the_work_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "amalib"
+    monkeypatch.setenv(tutorial.HOME_VARIABLE, str(home))
+    monkeypatch.chdir(tmp_path)
+    assert tutorial.enter_project_root() == home.resolve() and home.is_dir()
+    assert Path.cwd() == home.resolve()
+    # A checkout wins over AMALIB_HOME: its data/ and runs/ are the project's.
+    root = make_checkout(tmp_path / "clone")
+    assert tutorial.work_folder(root / "notebooks") == root.resolve()
+
+
+def test_an_unwritable_folder_is_not_the_work_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(tutorial.HOME_VARIABLE, raising=False)
+    monkeypatch.setattr(tutorial.os, "access", lambda path, mode: False)
+    assert tutorial.work_folder(tmp_path) == Path.home() / "amalib"
 
 
 def test_print_relative_hides_machine_paths(in_tmp, capsys):
@@ -179,6 +197,21 @@ def test_gpu_profile_with_files_but_no_gpu(tmp_path, monkeypatch):
         tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
                                 weights=weights)
     assert "missing" not in str(info.value).split("How to get")[0]
+
+
+def test_auto_profile_is_the_mini_benchmark_on_the_gpu_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    cpu = tutorial.select_profile("auto")
+    assert cpu == tutorial.select_profile("cpu-mini") and cpu.device == "cpu"
+    with pytest.raises(tutorial.ProfileUnavailableError, match="needs a CUDA GPU"):
+        tutorial.select_profile("gpu-mini")
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: "Test GPU")
+    gpu = tutorial.select_profile("auto")
+    assert gpu.name == "gpu-mini" and gpu.device == "cuda" and gpu.config_name == "mini"
+    assert gpu.run_dir == Path("runs/tutorial/gpu-mini")
+    # On a GPU the notebooks' run is the full mini preset (what `amalib demo` trains).
+    assert gpu.short_run_config() == tutorial.select_profile("cpu-mini").config(
+        "data.num_workers=" + str(gpu.config()["data"]["num_workers"]))
 
 
 # ------------------------------------------------------------------------------ runs
