@@ -673,6 +673,10 @@ def plot_multicrop(crops_by_domain: dict[str, Sequence]):
 def plot_attention(images, maps, titles: Sequence[str] | None = None):
     """Images (top row) and the mean over heads of their CLS attention (bottom row, overlaid).
 
+    All maps share one colour scale (from 0 to the largest weight), shown by a colour bar:
+    the attention weights of the patches sum to at most 1 per head, so a uniform map over
+    ``n`` patches sits at ``1/n`` everywhere.
+
     Args:
         images: ``(B, 3, H, W)`` normalised images.
         maps: ``(B, heads, H / p, W / p)`` from :func:`amalib.models.cls_attention_maps`.
@@ -684,19 +688,24 @@ def plot_attention(images, maps, titles: Sequence[str] | None = None):
     maps = torch.as_tensor(maps).float().mean(1, keepdim=True)
     size = images.shape[-2:]
     up = torch.nn.functional.interpolate(maps, size=size, mode="nearest")[:, 0].numpy()
+    vmax = float(up.max())
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 1.0, 3.6), squeeze=False)
+    shown = None
     for i in range(n):
         axes[0, i].imshow(to_image(images[i]))
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=7)
         axes[1, i].imshow(to_image(images[i]))
-        axes[1, i].imshow(up[i], cmap="inferno", alpha=0.6)
+        shown = axes[1, i].imshow(up[i], cmap="inferno", alpha=0.65, vmin=0.0, vmax=vmax)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[1, 0].set_ylabel("CLS attention", fontsize=8)
     fig.tight_layout()
+    bar = fig.colorbar(shown, ax=axes[1].tolist(), shrink=0.9, pad=0.01)
+    bar.set_label("attention weight\n(mean over heads)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -726,22 +735,37 @@ def plot_image_rows(rows: Sequence[Sequence[str | Path]], row_titles: Sequence[s
     return fig
 
 
-def plot_distance_matrices(matrices: dict[str, object], *, title: str = ""):
-    """Draw ``(B, B)`` distance matrices side by side with one shared colour scale."""
+def plot_distance_matrices(matrices: dict[str, object], *, title: str = "",
+                           labels: dict[str, str] | None = None, group_size: int | None = None):
+    """Draw ``(B, B)`` matrices side by side, each with its own colour scale and colour bar.
+
+    Matrices of different quantities (a distance, a similarity, a difference) must not share a
+    scale: each panel is scaled from its own minimum to its own maximum.
+
+    Args:
+        matrices: ``{panel title: (B, B) tensor or array}``.
+        title: Figure title.
+        labels: ``{panel title: colour-bar label}`` (default: the panel title).
+        group_size: Draw a grid line every ``group_size`` rows and columns (samples ordered by
+            hidden class, ``group_size`` per class).
+    """
     import matplotlib.pyplot as plt
 
     arrays = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
               for k, v in matrices.items()}
-    vmax = max(float(a.max()) for a in arrays.values())
-    fig, axes = plt.subplots(1, len(arrays), figsize=(3.6 * len(arrays) + 0.6, 3.4),
-                             squeeze=False)
-    image = None
+    fig, axes = plt.subplots(1, len(arrays), figsize=(4.0 * len(arrays), 3.6), squeeze=False)
     for ax, (name, a) in zip(axes[0], arrays.items()):
-        image = ax.imshow(a, vmin=0.0, vmax=vmax, cmap="viridis")
+        image = ax.imshow(a, vmin=float(a.min()), vmax=float(a.max()), cmap="viridis")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("sample j")
         ax.set_ylabel("sample i")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+        if group_size:
+            for edge in range(group_size, len(a), group_size):
+                ax.axhline(edge - 0.5, color="w", lw=0.6)
+                ax.axvline(edge - 0.5, color="w", lw=0.6)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label((labels or {}).get(name, name), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

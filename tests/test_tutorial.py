@@ -423,7 +423,8 @@ def test_figures_have_the_expected_panels(tmp_path):
 
     images = torch.zeros(3, 3, 16, 16)
     fig = tutorial.plot_attention(images, torch.rand(3, 2, 2, 2), ["a", "b", "c"])
-    assert len(fig.axes) == 2 * 3  # images, and the same images with the attention overlaid
+    # images, the same images with the attention overlaid, one colour bar for all the maps
+    assert len(fig.axes) == 2 * 3 + 1
     plt.close(fig)
 
     path = tmp_path / "x.png"
@@ -432,6 +433,9 @@ def test_figures_have_the_expected_panels(tmp_path):
     assert len(fig.axes) == 4
     plt.close(fig)
 
-    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": np.zeros((3, 3))})
-    assert len(fig.axes) == 3  # two matrices and a colour bar
+    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": 5 + np.arange(9).reshape(3, 3)})
+    assert len(fig.axes) == 4  # two matrices, each with its own colour bar
+    # Each matrix on its own colour scale.
+    assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
+    assert fig.axes[1].images[0].get_clim() == (5.0, 13.0)
     plt.close(fig)

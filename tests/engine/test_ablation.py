@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -161,3 +162,28 @@ def test_rows_limit_what_is_trained(tiny_root, tmp_path, monkeypatch):
     assert list(table) == [STARTING_BACKBONE, ORACLE]
     with pytest.raises(ValueError, match="unknown ablation rows"):
         run_ablation(tmp_path / "a", rows=("everything",), overrides=overrides)
+
+
+def test_plot_ablation_draws_one_bar_per_row_and_every_seed():
+    import matplotlib.pyplot as plt
+
+    from amalib.viz.ablation import plot_ablation
+
+    table = ablation.load_ablation_results()["table"]
+    fig = plot_ablation(table, chance=0.12)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(table)
+    n_runs = sum(len(runs) for runs in table.values())
+    dots = [line for line in ax.lines if line.get_marker() == "."]
+    assert sum(len(line.get_xdata()) for line in dots) == n_runs
+    plt.close(fig)
+
+
+def test_class_palette_separates_ten_classes():
+    from matplotlib.colors import to_rgb
+
+    from amalib.viz.embedding import class_palette
+
+    colours = np.array([to_rgb(c) for c in class_palette(10)])
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
+    assert distances[~np.eye(10, dtype=bool)].min() > 0.2
