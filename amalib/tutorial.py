@@ -50,6 +50,7 @@ __all__ = [
     "print_relative",
     "select_profile",
     "setup_notebook",
+    "sketch_neighbour_shares",
     "show_as_jpeg",
     "to_image",
     "train_steps",
@@ -553,6 +554,33 @@ def own_cluster_confidence(features, centroids, assignments, temperature: float 
     a = torch.as_tensor(assignments).long()
     probs = torch.softmax(f @ c.T / temperature, dim=1)
     return probs.gather(1, a[:, None])[:, 0].numpy()
+
+
+def sketch_neighbour_shares(sketch_features, sketch_labels, photo_features, photo_labels, *,
+                            k: int = 10) -> dict[str, float]:
+    """Among each sketch's ``k`` nearest neighbours (cosine, among all sketches and photos but
+    itself), the mean share of photos and of photos of the sketch's own class.
+
+    What a UMAP map of the two domains suggests, counted in the full feature space: a small
+    ``photo`` share means the domains sit apart; ``photo_same_class`` grows as sketches move
+    next to the photos of their class.
+
+    Returns:
+        ``{"photo": float, "photo_same_class": float}``, both in ``[0, 1]``.
+    """
+    import torch
+
+    s = torch.nn.functional.normalize(torch.as_tensor(sketch_features).float(), dim=1)
+    p = torch.nn.functional.normalize(torch.as_tensor(photo_features).float(), dim=1)
+    sl, pl = torch.as_tensor(sketch_labels).long(), torch.as_tensor(photo_labels).long()
+    scores = s @ torch.cat([s, p]).T
+    scores[torch.arange(len(s)), torch.arange(len(s))] = -float("inf")  # not itself
+    order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+    is_photo = order >= len(s)
+    labels = torch.cat([sl, pl])[order]
+    same_class_photo = is_photo & (labels == sl[:, None])
+    return {"photo": float(is_photo.float().mean()),
+            "photo_same_class": float(same_class_photo.float().mean())}
 
 
 def dino_collapse_experiment(*, center_momentum: float = 0.9, teacher_temp: float = 0.04,

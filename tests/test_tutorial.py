@@ -439,3 +439,14 @@ def test_figures_have_the_expected_panels(tmp_path):
     assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
     assert fig.axes[1].images[0].get_clim() == (5.0, 13.0)
     plt.close(fig)
+
+
+def test_sketch_neighbour_shares_by_hand():
+    # Two sketches and three photos on a line of angles; k = 2.
+    angle = torch.tensor([0.0, 0.1, 0.05, 1.5, 0.12])
+    points = torch.stack([angle.cos(), angle.sin()], dim=1)
+    sketches, photos = points[:2], points[2:]
+    # sketch 0: neighbours photo(0.05), sketch(0.1); sketch 1: photo(0.12), photo(0.05)
+    shares = tutorial.sketch_neighbour_shares(sketches, [0, 1], photos, [0, 1, 1], k=2)
+    assert shares["photo"] == pytest.approx((1 + 2) / 4)
+    assert shares["photo_same_class"] == pytest.approx((1 + 1) / 4)
