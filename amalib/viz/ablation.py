@@ -32,10 +32,10 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     for yi, v in zip(y, values):
         ax.plot(v, np.full(len(v), yi), "k.", ms=6)
         seeds = "1 run" if len(v) == 1 else f"mean of {len(v)} seeds"
-        ax.text(v.mean() + 0.01, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
+        ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
     if chance is not None:
         ax.axvline(chance, color="k", ls=":", lw=1, label=f"random ranking ({chance:.3f})")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right")
     short = [n.split(":")[0].split(" (")[0] for n in names]
     ax.set_yticks(y, short, fontsize=8)
     ax.set_xlim(0, min(1.0, max(v.max() for v in values) * 1.3))
