@@ -41,7 +41,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "top_k", "METRIC_KEYS"]
+__all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "chance_levels", "top_k",
+           "METRIC_KEYS"]
 
 APConvention = Literal["interpolated", "sklearn"]
 METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
@@ -632,3 +633,104 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
         s, i = _stable_top_k(scores, k)
         values[rows], indices[rows] = s.cpu().numpy(), i.cpu().numpy()
     return indices, values
+def _expected_plain_ap(n_gallery: int, n_relevant: int, top: int | None = None) -> float:
+    """Exact expectation of non-interpolated AP (or AP@top) of a uniformly random ranking.
+
+    With ``G`` items, ``R`` relevant, ``rel_k`` the relevance at rank ``k`` and ``K`` the list
+    length: ``E[rel_k · #hits in 1..k] = R/G + (k - 1) R(R - 1) / (G(G - 1))``, so
+    ``E[AP@K] = R / min(K, R) · (H_K / G + (R - 1)(K - H_K) / (G(G - 1)))`` with ``H_K`` the
+    K-th harmonic number (``K = G``: Bestgen, 2015).
+    """
+    g, r = n_gallery, n_relevant
+    k = g if top is None else min(top, g)
+    h = float(np.sum(1.0 / np.arange(1, k + 1)))
+    pair = (r - 1) * (k - h) / (g * (g - 1)) if g > 1 else 0.0
+    return r / min(k, r) * (h / g + pair)
+
+
+def _sampled_interpolated_ap(n_gallery: int, n_relevant: int, n_samples: int,
+                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolated AP@all and AP@200 of ``n_samples`` uniformly random rankings."""
+    g, r = n_gallery, n_relevant
+    top = min(_TOP, g)
+    ap_all, ap_top = [], []
+    chunk = max(1, min(n_samples, (4 * 1024 * 1024) // max(g, 1)))
+    for start in range(0, n_samples, chunk):
+        n = min(chunk, n_samples - start)
+        # The 0-based ranks of the R relevant items: R distinct positions out of G, ascending.
+        ranks = np.sort(np.argsort(rng.random((n, g)), axis=1)[:, :r], axis=1)
+        precision = np.arange(1, r + 1) / (ranks + 1.0)
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        ap_all.append(envelope.mean(axis=1))
+        in_top = ranks < top
+        head = np.where(in_top, precision, 0.0)
+        head = np.where(in_top, np.maximum.accumulate(head[:, ::-1], axis=1)[:, ::-1], 0.0)
+        ap_top.append(head.sum(axis=1) / min(_TOP, r))
+    return np.concatenate(ap_all), np.concatenate(ap_top)
+
+
+def chance_levels(query_labels, gallery_labels, *, ap: APConvention = "interpolated",
+                  n_samples: int = 2000, seed: int = 0) -> dict:
+    """Expected value of every metric when the gallery is ranked at random.
+
+    The reference a results table must be read against: each metric has its own. For a query
+    whose class has ``R`` of the ``G`` gallery items (queries without any are excluded, as in
+    :func:`evaluate_retrieval`), under a uniformly random ranking:
+
+    * ``P@K``: ``R / G`` exactly (the class share);
+    * non-interpolated ``mAP@all`` / ``mAP@200`` (``ap="sklearn"``): exact, see
+      :func:`_expected_plain_ap` — slightly above the class share for ``mAP@all`` and far below
+      it for ``mAP@200`` (most relevant items fall outside the top 200, but the recall
+      denominator still counts ``min(200, R)`` of them);
+    * interpolated ``mAP@all`` / ``mAP@200`` (``ap="interpolated"``, the default): the precision
+      envelope has no closed-form expectation, so it is the mean over ``n_samples`` random
+      rankings per distinct ``R`` (seeded: the same numbers every call); ``stderr`` gives the
+      standard error of each such estimate.
+
+    The mean is over queries, like the metrics (not class-balanced).
+
+    Args:
+        query_labels: ``(Q,)`` class ids of the queries.
+        gallery_labels: ``(G,)`` class ids of the gallery.
+        ap: AP convention, as in :func:`evaluate_retrieval`.
+        n_samples: Random rankings per distinct number of relevant items (interpolated AP only).
+        seed: Seed of those rankings.
+
+    Returns:
+        ``{"mAP@all", "mAP@200", "P@100", "P@200"}`` as floats, plus ``ap``, ``n_queries`` and
+        ``stderr`` (``{metric: standard error}``, 0 for the exact ones).
+    """
+    _check_ap(ap)
+    q = np.asarray(query_labels).astype(np.int64).ravel()
+    g = np.asarray(gallery_labels).astype(np.int64).ravel()
+    n_gallery = len(g)
+    if n_gallery == 0:
+        raise ValueError("the gallery is empty")
+    classes, counts = np.unique(g, return_counts=True)
+    per_class = dict(zip(classes.tolist(), counts.tolist()))
+    n_rel = np.array([per_class.get(c, 0) for c in q.tolist()])
+    n_rel = n_rel[n_rel > 0]
+    if len(n_rel) == 0:
+        raise ValueError("no query has a relevant item in the gallery")
+    rng = np.random.default_rng(seed)
+    by_r: dict[int, dict[str, tuple[float, float]]] = {}
+    for r in np.unique(n_rel).tolist():
+        if ap == "sklearn":
+            by_r[r] = {"mAP@all": (_expected_plain_ap(n_gallery, r), 0.0),
+                       "mAP@200": (_expected_plain_ap(n_gallery, r, _TOP), 0.0)}
+        else:
+            ap_all, ap_top = _sampled_interpolated_ap(n_gallery, r, n_samples, rng)
+            se = 1.0 / np.sqrt(n_samples)
+            by_r[r] = {"mAP@all": (float(ap_all.mean()), float(ap_all.std(ddof=1) * se)),
+                       "mAP@200": (float(ap_top.mean()), float(ap_top.std(ddof=1) * se))}
+        for k in _PRECISION_KS:
+            by_r[r][f"P@{k}"] = (r / n_gallery, 0.0)
+    weights = {r: float(np.mean(n_rel == r)) for r in by_r}
+    out: dict = {}
+    stderr: dict[str, float] = {}
+    for key in METRIC_KEYS:
+        out[key] = float(sum(weights[r] * by_r[r][key][0] for r in by_r))
+        # Independent estimates per R: the variances add with the squared weights.
+        stderr[key] = float(np.sqrt(sum((weights[r] * by_r[r][key][1]) ** 2 for r in by_r)))
+    out.update(ap=ap, n_queries=int(len(n_rel)), stderr=stderr)
+    return out

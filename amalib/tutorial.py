@@ -34,6 +34,7 @@ __all__ = [
     "dino_collapse_experiment",
     "enter_project_root",
     "eval_sets",
+    "INSTALL_SOURCE",
     "find_project_root",
     "find_trained_run",
     "gpu_name",
@@ -49,13 +50,26 @@ __all__ = [
     "print_relative",
     "select_profile",
     "setup_notebook",
+    "sketch_neighbour_shares",
     "show_as_jpeg",
     "to_image",
     "train_steps",
+    "work_folder",
 ]
 
-#: The profiles a notebook can select with its ``PROFILE`` switch.
-PROFILES = ("cpu-mini", "gpu-real")
+#: The profiles a notebook can select with its ``PROFILE`` switch. ``auto`` is the embedded
+#: mini-benchmark on the GPU when one is present (``gpu-mini``), else on the CPU (``cpu-mini``).
+PROFILES = ("auto", "cpu-mini", "gpu-mini", "gpu-real")
+
+#: Where ``pip install amalib[full]`` comes from in the notebooks' install cell (Colab). The one
+#: place to change for a fork or a wheel: ``"amalib[full] @ https://…/amalib-0.1.0-py3-none-any.whl"``.
+#: ``tests/test_notebooks_clean.py`` checks that every notebook's install cell uses this value.
+INSTALL_SOURCE = "amalib[full] @ git+https://github.com/amalib/amalib"
+
+#: Environment variable naming the writable folder for ``data/`` and ``runs/`` when the notebooks
+#: run outside a checkout (a pip install, Colab); default: the working directory if writable,
+#: else ``~/amalib``.
+HOME_VARIABLE = "AMALIB_HOME"
 
 #: Where the notebooks write their runs (relative to the project root), one folder per profile.
 TUTORIAL_RUNS = Path("runs/tutorial")
@@ -115,17 +129,30 @@ def find_project_root(start: str | Path | None = None) -> Path | None:
     return None
 
 
-def enter_project_root(start: str | Path | None = None) -> Path:
-    """Make the project root the working directory, so ``data/mini`` and ``runs/`` are the repo's.
+def work_folder(start: str | Path | None = None) -> Path:
+    """Where the notebooks keep ``data/`` and ``runs/``: the checkout's root, else a writable folder.
 
-    Jupyter starts a notebook's kernel in ``notebooks/``; the configs use paths relative to the
-    project root (``data.root: data/mini``). Outside a checkout (Colab) the working directory is
-    kept and data and runs go below it.
-
-    Returns:
-        The new working directory.
+    In a checkout: its root (Jupyter starts a kernel in ``notebooks/``; the configs use paths
+    relative to the root, ``data.root: data/mini``). Outside one (``pip install amalib[full]``,
+    Colab): ``$AMALIB_HOME`` when set, else ``start`` (default: the working directory) when it is
+    writable, else ``~/amalib``. Configs, the starting backbone and the ablation results are
+    package data, so nothing else is needed.
     """
-    root = find_project_root(start) or Path(start if start is not None else Path.cwd()).resolve()
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    root = find_project_root(here)
+    if root is not None:
+        return root
+    if os.environ.get(HOME_VARIABLE):
+        return Path(os.environ[HOME_VARIABLE]).expanduser().resolve()
+    if os.access(here, os.W_OK):
+        return here
+    return Path.home() / "amalib"
+
+
+def enter_project_root(start: str | Path | None = None) -> Path:
+    """Make :func:`work_folder` the working directory (created if needed) and return it."""
+    root = work_folder(start)
+    root.mkdir(parents=True, exist_ok=True)
     os.chdir(root)
     return root
 
@@ -249,13 +276,15 @@ def select_profile(
     """The profile a notebook's ``PROFILE`` switch names; refuses loudly when it cannot run.
 
     ``cpu-mini`` needs nothing: the mini-benchmark is generated into ``data/mini`` and the small
-    DINO backbone ships with amalib. ``gpu-real`` needs a CUDA GPU, the benchmark's lists and
+    starting backbone ships with amalib. ``gpu-mini`` is the same on a CUDA GPU, with the full
+    ``mini`` preset as its training run (what ``amalib demo`` trains). ``auto`` is ``gpu-mini``
+    when a GPU is visible, else ``cpu-mini``. ``gpu-real`` needs a CUDA GPU, the benchmark's lists and
     images under ``data_root`` and the official DINO ViT-B/16 file; when one is missing this raises
     :class:`ProfileUnavailableError` listing every missing item and how to get it — it never falls
     back to the CPU profile or to random weights.
 
     Args:
-        name: ``"cpu-mini"`` or ``"gpu-real"``.
+        name: ``"auto"``, ``"cpu-mini"``, ``"gpu-mini"`` or ``"gpu-real"``.
         benchmark: Real benchmark of ``gpu-real`` (a shipped config of the same name).
         data_root: Data root of ``gpu-real``.
         weights: DINO checkpoint of ``gpu-real``.
@@ -264,8 +293,24 @@ def select_profile(
 
     Raises:
         ValueError: unknown profile name.
-        ProfileUnavailableError: ``gpu-real`` without its GPU, data or weights.
+        ProfileUnavailableError: ``gpu-mini`` without a GPU; ``gpu-real`` without its GPU, data
+            or weights.
     """
+    if name == "auto":
+        name = "gpu-mini" if gpu_name() is not None else "cpu-mini"
+    if name == "gpu-mini":
+        if gpu_name() is None:
+            raise ProfileUnavailableError(
+                "PROFILE = 'gpu-mini' needs a CUDA GPU and none is visible (Colab: Runtime > "
+                "Change runtime type > GPU); PROFILE = 'auto' picks the CPU when there is none.")
+        return Profile(
+            name="gpu-mini",
+            config_name="mini",
+            overrides=tuple(overrides),
+            short_run=(),
+            device="cuda",
+            description=f"the embedded mini-benchmark (generated into data/mini) on {gpu_name()}",
+        )
     if name == "cpu-mini":
         return Profile(
             name="cpu-mini",
@@ -434,7 +479,7 @@ def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]
     trainer.student.train()
     trainer.stats = {}
     history = []
-    for step, batch in enumerate(trainer._batches(epoch)):
+    for step, batch in enumerate(trainer.batches(epoch)):  # public: the engine's own batches
         if step >= n_steps:
             break
         out = trainer.train_step(batch, epoch, epoch * trainer.steps_per_epoch + step)
@@ -509,6 +554,33 @@ def own_cluster_confidence(features, centroids, assignments, temperature: float 
     a = torch.as_tensor(assignments).long()
     probs = torch.softmax(f @ c.T / temperature, dim=1)
     return probs.gather(1, a[:, None])[:, 0].numpy()
+
+
+def sketch_neighbour_shares(sketch_features, sketch_labels, photo_features, photo_labels, *,
+                            k: int = 10) -> dict[str, float]:
+    """Among each sketch's ``k`` nearest neighbours (cosine, among all sketches and photos but
+    itself), the mean share of photos and of photos of the sketch's own class.
+
+    What a UMAP map of the two domains suggests, counted in the full feature space: a small
+    ``photo`` share means the domains sit apart; ``photo_same_class`` grows as sketches move
+    next to the photos of their class.
+
+    Returns:
+        ``{"photo": float, "photo_same_class": float}``, both in ``[0, 1]``.
+    """
+    import torch
+
+    s = torch.nn.functional.normalize(torch.as_tensor(sketch_features).float(), dim=1)
+    p = torch.nn.functional.normalize(torch.as_tensor(photo_features).float(), dim=1)
+    sl, pl = torch.as_tensor(sketch_labels).long(), torch.as_tensor(photo_labels).long()
+    scores = s @ torch.cat([s, p]).T
+    scores[torch.arange(len(s)), torch.arange(len(s))] = -float("inf")  # not itself
+    order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+    is_photo = order >= len(s)
+    labels = torch.cat([sl, pl])[order]
+    same_class_photo = is_photo & (labels == sl[:, None])
+    return {"photo": float(is_photo.float().mean()),
+            "photo_same_class": float(same_class_photo.float().mean())}
 
 
 def dino_collapse_experiment(*, center_momentum: float = 0.9, teacher_temp: float = 0.04,
@@ -629,6 +701,10 @@ def plot_multicrop(crops_by_domain: dict[str, Sequence]):
 def plot_attention(images, maps, titles: Sequence[str] | None = None):
     """Images (top row) and the mean over heads of their CLS attention (bottom row, overlaid).
 
+    All maps share one colour scale (from 0 to the largest weight), shown by a colour bar:
+    the attention weights of the patches sum to at most 1 per head, so a uniform map over
+    ``n`` patches sits at ``1/n`` everywhere.
+
     Args:
         images: ``(B, 3, H, W)`` normalised images.
         maps: ``(B, heads, H / p, W / p)`` from :func:`amalib.models.cls_attention_maps`.
@@ -640,19 +716,24 @@ def plot_attention(images, maps, titles: Sequence[str] | None = None):
     maps = torch.as_tensor(maps).float().mean(1, keepdim=True)
     size = images.shape[-2:]
     up = torch.nn.functional.interpolate(maps, size=size, mode="nearest")[:, 0].numpy()
+    vmax = float(up.max())
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 1.0, 3.6), squeeze=False)
+    shown = None
     for i in range(n):
         axes[0, i].imshow(to_image(images[i]))
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=7)
         axes[1, i].imshow(to_image(images[i]))
-        axes[1, i].imshow(up[i], cmap="inferno", alpha=0.6)
+        shown = axes[1, i].imshow(up[i], cmap="inferno", alpha=0.65, vmin=0.0, vmax=vmax)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[1, 0].set_ylabel("CLS attention", fontsize=8)
     fig.tight_layout()
+    bar = fig.colorbar(shown, ax=axes[1].tolist(), shrink=0.9, pad=0.01)
+    bar.set_label("attention weight\n(mean over heads)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -682,22 +763,37 @@ def plot_image_rows(rows: Sequence[Sequence[str | Path]], row_titles: Sequence[s
     return fig
 
 
-def plot_distance_matrices(matrices: dict[str, object], *, title: str = ""):
-    """Draw ``(B, B)`` distance matrices side by side with one shared colour scale."""
+def plot_distance_matrices(matrices: dict[str, object], *, title: str = "",
+                           labels: dict[str, str] | None = None, group_size: int | None = None):
+    """Draw ``(B, B)`` matrices side by side, each with its own colour scale and colour bar.
+
+    Matrices of different quantities (a distance, a similarity, a difference) must not share a
+    scale: each panel is scaled from its own minimum to its own maximum.
+
+    Args:
+        matrices: ``{panel title: (B, B) tensor or array}``.
+        title: Figure title.
+        labels: ``{panel title: colour-bar label}`` (default: the panel title).
+        group_size: Draw a grid line every ``group_size`` rows and columns (samples ordered by
+            hidden class, ``group_size`` per class).
+    """
     import matplotlib.pyplot as plt
 
     arrays = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
               for k, v in matrices.items()}
-    vmax = max(float(a.max()) for a in arrays.values())
-    fig, axes = plt.subplots(1, len(arrays), figsize=(3.6 * len(arrays) + 0.6, 3.4),
-                             squeeze=False)
-    image = None
+    fig, axes = plt.subplots(1, len(arrays), figsize=(4.0 * len(arrays), 3.6), squeeze=False)
     for ax, (name, a) in zip(axes[0], arrays.items()):
-        image = ax.imshow(a, vmin=0.0, vmax=vmax, cmap="viridis")
+        image = ax.imshow(a, vmin=float(a.min()), vmax=float(a.max()), cmap="viridis")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("sample j")
         ax.set_ylabel("sample i")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+        if group_size:
+            for edge in range(group_size, len(a), group_size):
+                ax.axhline(edge - 0.5, color="w", lw=0.6)
+                ax.axvline(edge - 0.5, color="w", lw=0.6)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label((labels or {}).get(name, name), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

@@ -42,7 +42,7 @@ def main() -> None:
     # training step's teacher forward), running statistics with momentum 0.1.
     backbone.train()
     with torch.no_grad():
-        for batch in trainer._batches(0):
+        for batch in trainer.batches(0):
             globals_ = [torch.cat([batch[d][0][c] for d in ("sketch", "photo")])
                         for c in range(trainer.n_global)]
             backbone(torch.cat(globals_).to(trainer.device))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from amalib.tutorial import INSTALL_SOURCE
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SERIES = (
@@ -119,17 +121,25 @@ def test_badge_install_cell_and_profile_switch(name):
     cells = code_cells(nb)
     install = "".join(cells[0]["source"])
     assert "import amalib" in install and "except ImportError" in install
-    assert '%pip install --quiet "amalib[full] @ git+' in install
+    # The install source is one variable, the same in every notebook as in amalib.tutorial.
+    source = re.search(r'^AMALIB_SOURCE = "([^"]+)"', install, re.M)
+    assert source and source.group(1) == INSTALL_SOURCE, f"{name}: AMALIB_SOURCE"
+    assert '%pip install --quiet "{AMALIB_SOURCE}"' in install
     pip_line = next(line for line in install.splitlines() if "%pip" in line)
     assert "torch" not in pip_line, f"{name}: the install cell must not install torch"
     assert not cells[0]["outputs"], f"{name}: the install cell ran pip when the notebook was saved"
     switch = "".join(cells[1]["source"])
-    assert re.search(r'^PROFILE = "cpu-mini"', switch, re.M), f"{name}: PROFILE must default to cpu-mini"
+    assert re.search(r'^PROFILE = "auto"', switch, re.M), f"{name}: PROFILE must default to auto"
     assert "tutorial.select_profile(PROFILE" in switch
     assert 'overrides=["model.pretrained=none"]' not in switch, f"{name}: development override left"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     last = "".join(nb["cells"][-1]["source"])
     assert nb["cells"][-1]["cell_type"] == "markdown" and "## Summary" in last
+
+
+def test_the_readme_installs_from_the_same_source():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'pip install "{INSTALL_SOURCE}"' in readme
 
 
 @pytest.mark.parametrize("name", SERIES)

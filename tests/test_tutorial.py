@@ -80,9 +80,27 @@ def test_enter_project_root_changes_directory(tmp_path, monkeypatch):
 
 
 def test_enter_project_root_keeps_directory_outside_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.delenv(tutorial.HOME_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)
     assert tutorial.enter_project_root() == tmp_path.resolve()
     assert Path.cwd() == tmp_path.resolve()
+
+
+def test_outside_a_checkout_amalib_home_is_the_work_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "amalib"
+    monkeypatch.setenv(tutorial.HOME_VARIABLE, str(home))
+    monkeypatch.chdir(tmp_path)
+    assert tutorial.enter_project_root() == home.resolve() and home.is_dir()
+    assert Path.cwd() == home.resolve()
+    # A checkout wins over AMALIB_HOME: its data/ and runs/ are the project's.
+    root = make_checkout(tmp_path / "clone")
+    assert tutorial.work_folder(root / "notebooks") == root.resolve()
+
+
+def test_an_unwritable_folder_is_not_the_work_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(tutorial.HOME_VARIABLE, raising=False)
+    monkeypatch.setattr(tutorial.os, "access", lambda path, mode: False)
+    assert tutorial.work_folder(tmp_path) == Path.home() / "amalib"
 
 
 def test_print_relative_hides_machine_paths(in_tmp, capsys):
@@ -179,6 +197,21 @@ def test_gpu_profile_with_files_but_no_gpu(tmp_path, monkeypatch):
         tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
                                 weights=weights)
     assert "missing" not in str(info.value).split("How to get")[0]
+
+
+def test_auto_profile_is_the_mini_benchmark_on_the_gpu_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    cpu = tutorial.select_profile("auto")
+    assert cpu == tutorial.select_profile("cpu-mini") and cpu.device == "cpu"
+    with pytest.raises(tutorial.ProfileUnavailableError, match="needs a CUDA GPU"):
+        tutorial.select_profile("gpu-mini")
+    monkeypatch.setattr(tutorial, "gpu_name", lambda: "Test GPU")
+    gpu = tutorial.select_profile("auto")
+    assert gpu.name == "gpu-mini" and gpu.device == "cuda" and gpu.config_name == "mini"
+    assert gpu.run_dir == Path("runs/tutorial/gpu-mini")
+    # On a GPU the notebooks' run is the full mini preset (what `amalib demo` trains).
+    assert gpu.short_run_config() == tutorial.select_profile("cpu-mini").config(
+        "data.num_workers=" + str(gpu.config()["data"]["num_workers"]))
 
 
 # ------------------------------------------------------------------------------ runs
@@ -390,7 +423,8 @@ def test_figures_have_the_expected_panels(tmp_path):
 
     images = torch.zeros(3, 3, 16, 16)
     fig = tutorial.plot_attention(images, torch.rand(3, 2, 2, 2), ["a", "b", "c"])
-    assert len(fig.axes) == 2 * 3  # images, and the same images with the attention overlaid
+    # images, the same images with the attention overlaid, one colour bar for all the maps
+    assert len(fig.axes) == 2 * 3 + 1
     plt.close(fig)
 
     path = tmp_path / "x.png"
@@ -399,6 +433,20 @@ def test_figures_have_the_expected_panels(tmp_path):
     assert len(fig.axes) == 4
     plt.close(fig)
 
-    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": np.zeros((3, 3))})
-    assert len(fig.axes) == 3  # two matrices and a colour bar
+    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": 5 + np.arange(9).reshape(3, 3)})
+    assert len(fig.axes) == 4  # two matrices, each with its own colour bar
+    # Each matrix on its own colour scale.
+    assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
+    assert fig.axes[1].images[0].get_clim() == (5.0, 13.0)
     plt.close(fig)
+
+
+def test_sketch_neighbour_shares_by_hand():
+    # Two sketches and three photos on a line of angles; k = 2.
+    angle = torch.tensor([0.0, 0.1, 0.05, 1.5, 0.12])
+    points = torch.stack([angle.cos(), angle.sin()], dim=1)
+    sketches, photos = points[:2], points[2:]
+    # sketch 0: neighbours photo(0.05), sketch(0.1); sketch 1: photo(0.12), photo(0.05)
+    shares = tutorial.sketch_neighbour_shares(sketches, [0, 1], photos, [0, 1, 1], k=2)
+    assert shares["photo"] == pytest.approx((1 + 2) / 4)
+    assert shares["photo_same_class"] == pytest.approx((1 + 1) / 4)

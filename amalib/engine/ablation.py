@@ -17,8 +17,9 @@ import numpy as np
 
 from amalib.metrics import METRIC_KEYS
 
-__all__ = ["ABLATIONS", "AMA", "ORACLE", "ROWS", "STARTING_BACKBONE", "run_ablation", "format_ablation",
-           "gap_closed", "train_oracle", "ama_row_from_demo"]
+__all__ = ["ABLATIONS", "AMA", "ORACLE", "PACKAGED_RESULTS", "RESULTS_NAME", "ROWS",
+           "STARTING_BACKBONE", "ablation_results", "ama_row_from_demo", "format_ablation",
+           "gap_closed", "load_ablation_results", "run_ablation", "train_oracle"]
 
 STARTING_BACKBONE = "starting backbone (no AMA training)"
 AMA = "SD + CC + MA + SG (AMA)"
@@ -33,6 +34,15 @@ ABLATIONS: dict[str, list[str]] = {
     AMA: [],
 }
 
+
+#: The compact results file ``amalib ablate`` writes next to ``ablation.json``: the table plus
+#: what made it (config, epochs, the command that regenerates it).
+RESULTS_NAME = "ablation_results.json"
+#: The copy of that file shipped as package data (``amalib/assets/``), read by notebook 06 and
+#: the README: the ablation of the ``mini`` preset. Refresh it with
+#: ``amalib ablate --out runs/ablation && cp runs/ablation/ablation_results.json
+#: amalib/assets/ablation_mini.json``.
+PACKAGED_RESULTS = "assets/ablation_mini.json"
 
 #: Short names of the trained rows, for ``run_ablation(rows=...)`` and ``amalib ablate --rows``.
 ROWS = {"sd": "SD only", "sd+cc": "SD + CC", "sd+cc+ma": "SD + CC + MA", "ama": AMA,
@@ -181,7 +191,52 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
         log(f"ablation: {ORACLE}, seed {seed}")
         result = train_oracle(cfg, out / f"oracle_seed{seed}", progress=progress)
         table = _record(table_file, ORACLE, str(seed), result)
+    results = ablation_results(table, config=config, overrides=overrides,
+                               epochs=int(base["train"]["epochs"]), out=out)
+    (out / RESULTS_NAME).write_text(json.dumps(results, indent=1) + "\n")
     return table
+
+
+def ablation_results(table: dict, *, config: str, overrides=(), epochs: int,
+                     out: str | Path = "runs/ablation") -> dict:
+    """The compact, self-describing results of an ablation (what ``ablation_results.json`` holds).
+
+    Returns:
+        ``{"config", "overrides", "epochs", "seeds", "command", "table"}``: ``table`` is
+        ``{row: {seed: {metric: value}}}`` as returned by :func:`run_ablation`, ``command`` the
+        ``amalib ablate`` line that regenerates it.
+    """
+    seeds = sorted({s for runs in table.values() for s in runs if s != "-"}, key=int)
+    command = (f"amalib ablate --config {config} --out {Path(out).as_posix()} --seeds "
+               + " ".join(seeds) + "".join(f" --set {o}" for o in overrides))
+    return {"config": str(config), "overrides": list(overrides), "epochs": int(epochs),
+            "seeds": [int(s) for s in seeds], "command": command,
+            "table": {row: {seed: {k: round(float(v), 6) for k, v in metrics.items()}
+                            for seed, metrics in runs.items()} for row, runs in table.items()}}
+
+
+def load_ablation_results(path: str | Path | None = None) -> dict:
+    """Read ``ablation_results.json`` (default: the copy amalib ships, :data:`PACKAGED_RESULTS`).
+
+    Args:
+        path: A run's ``<out>/ablation_results.json``, or ``None`` for the packaged results.
+
+    Returns:
+        The dict of :func:`ablation_results`; ``results["table"]`` goes to
+        :func:`format_ablation`.
+    """
+    if path is None:
+        from importlib import resources
+
+        text = (resources.files("amalib") / PACKAGED_RESULTS).read_text()
+    else:
+        text = Path(path).read_text()
+    results = json.loads(text)
+    missing = {"config", "epochs", "command", "table"} - set(results)
+    if missing:
+        raise ValueError(f"{path or PACKAGED_RESULTS} is not an ablation results file "
+                         f"(missing {sorted(missing)})")
+    return results
 
 
 def train_oracle(cfg: dict, run_dir: str | Path, *, progress: bool = False) -> dict:
@@ -234,14 +289,17 @@ def gap_closed(table: dict, key: str = "mAP@all") -> float | None:
 
 
 def format_ablation(table: dict) -> str:
-    """Markdown table: mean ± sample standard deviation over seeds of each metric."""
+    """Markdown table: mean ± sample standard deviation over seeds of each metric (the value
+    alone for a row with one run)."""
     lines = ["| variant | seeds | " + " | ".join(METRIC_KEYS) + " |",
              "|---|---|" + "---|" * len(METRIC_KEYS)]
     for name, runs in table.items():
         cells = []
         for key in METRIC_KEYS:
             values = np.array([r[key] for r in runs.values()])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
+            # One run has no spread to report: its value alone, not "± 0".
+            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1
+                         else f"{values[0]:.4f}")
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
     closed = gap_closed(table)
     if closed is not None:

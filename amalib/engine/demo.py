@@ -27,17 +27,20 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from amalib.metrics import METRIC_KEYS, evaluate_retrieval
+from amalib.metrics import METRIC_KEYS, chance_levels, evaluate_retrieval
 
 __all__ = ["run_demo", "format_comparison", "describe_starting_backbone", "term_health"]
 
 
-def format_comparison(before: dict, after: dict) -> str:
-    """A small text table of the metrics before and after AMA, with the ratio."""
-    lines = [f"{'metric':<9} {'before':>8} {'after':>8} {'ratio':>7}", "-" * 35]
+def format_comparison(before: dict, after: dict, chance: dict | None = None) -> str:
+    """A small text table of the metrics before and after AMA, with the ratio, and each metric's
+    chance level (:func:`amalib.metrics.chance_levels`) when given."""
+    head = f"{'metric':<9} {'before':>8} {'after':>8} {'ratio':>7}"
+    lines = [head + (f" {'chance':>8}" if chance else ""), "-" * (35 + (9 if chance else 0))]
     for key in METRIC_KEYS:
         ratio = after[key] / before[key] if before[key] > 0 else float("inf")
-        lines.append(f"{key:<9} {before[key]:>8.4f} {after[key]:>8.4f} {ratio:>6.2f}x")
+        line = f"{key:<9} {before[key]:>8.4f} {after[key]:>8.4f} {ratio:>6.2f}x"
+        lines.append(line + (f" {chance[key]:>8.4f}" if chance else ""))
     return "\n".join(lines)
 
 
@@ -160,6 +163,10 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
     summary = {
         "before": _metrics_only(before),
         "after": _metrics_only(after),
+        # What a random ranking of the same gallery scores, metric by metric.
+        "chance": {k: v for k, v in chance_levels(q1.labels[q1.valid], g1.labels[g1.valid],
+                                                  ap=cfg["eval"]["ap"]).items()
+                   if k in METRIC_KEYS},
         "config": config,
         "seed": seed,
         "starting_backbone": starting,
@@ -175,7 +182,7 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
     partial.write_text(json.dumps(summary, indent=2))
     partial.replace(out / "summary.json")
     log("\nzero-shot retrieval on the unseen classes (sketch -> photo):")
-    log(format_comparison(summary["before"], summary["after"]))
+    log(format_comparison(summary["before"], summary["after"], summary["chance"]))
     for warning in summary["term_health"]["warnings"]:
         log(f"note: {warning}")
     log(f"\nrun directory: {out}  (summary.json, retrieval_grid.png, umap.png, train/curves.png)")

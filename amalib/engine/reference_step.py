@@ -19,6 +19,12 @@ It uses the trainer's modules and state (student, teacher, DINO centres, cluster
 prototypes), never a copy, and mutates exactly what the fused path mutates (the DINO centres).
 To compare the two paths on the same inputs, snapshot the centres before the first call and
 restore them before the second.
+
+:func:`ama_step` is the other reference: the whole training step — forwards, every loss, the
+weighted sum, backward, optimiser step, EMA — written out in one readable function from
+amalib's public loss modules, with the engine's batch layout (so it equals
+``Trainer.train_step`` exactly, batch-norm statistics included). Notebook 05 shows its source;
+``tests/engine/test_ama_step.py`` checks it against the engine.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from amalib.losses.mutual_alignment import mutual_alignment_rows
+from amalib.models.student_teacher import ema_update
 
-__all__ = ["dino_loss_pairwise", "reference_losses", "reference_train_step"]
+__all__ = ["ama_step", "dino_loss_pairwise", "reference_losses", "reference_train_step"]
 
 
 def dino_loss_pairwise(
@@ -160,3 +167,99 @@ def reference_train_step(trainer, batch: dict, epoch: int, global_step: int) -> 
             trainer.compute_losses = previous
         else:
             del trainer.compute_losses
+
+
+def ama_step(trainer, batch: dict, epoch: int, global_step: int) -> dict[str, torch.Tensor]:
+    """One AMA training step in plain code: what ``Trainer.train_step`` computes, in one place.
+
+    Shown in ``notebooks/05_training.ipynb``. The networks, loss modules, optimiser and schedules
+    are the trainer's (``trainer.dino_losses``: :class:`~amalib.losses.DINOLoss` per domain,
+    ``trainer.cc_loss``: :class:`~amalib.losses.ClusterContrastLoss`, ``trainer.ma_loss``:
+    :class:`~amalib.losses.MutualAlignmentLoss`, ``trainer.sg_loss``:
+    :class:`~amalib.losses.SimilarityGuidanceLoss`); float32, one process (the engine adds
+    autocast, a gradient scaler and DDP on GPUs).
+
+    Args:
+        trainer: A :class:`amalib.engine.Trainer` (``trainer.cluster(epoch)`` done when CC or MA
+            is on at ``epoch``).
+        batch: ``{"sketch": (crops, indices), "photo": (crops, indices)}`` from
+            ``trainer.batches(epoch)``.
+        epoch: 0-based epoch (the objective's weights and the teacher temperature).
+        global_step: Step index into the learning-rate and teacher-momentum schedules.
+
+    Returns:
+        ``{"total": ..., "sd_sketch": ..., "sd_photo": ..., ["cc", "ma", "sg"]}``, detached.
+    """
+    if trainer.use_amp:
+        raise NotImplementedError("ama_step is the float32 reference; the engine handles AMP")
+    student, teacher = trainer.student, trainer.teacher
+    weights = trainer.schedule.weights(epoch)  # e.g. {"sd_sketch": 2, "sd_photo": 1, "cc": 0.5, ...}
+    domains = ("sketch", "photo")
+    n_global = trainer.n_global
+    b = batch["sketch"][0][0].shape[0]  # B sketches and B photos, drawn independently
+
+    # 1. Inputs. Crop c of the B sketches and of the B photos form one tensor (2B, 3, H, W):
+    #    the networks see sketches and photos together, as the engine does.
+    crops = [torch.cat([s, p]).to(trainer.device)
+             for s, p in zip(batch["sketch"][0], batch["photo"][0])]
+    n_crops = len(crops)
+
+    # 2. Teacher: the global crops only, no gradient. Train mode for the forward, as in DINO
+    #    (a batch-norm layer normalises with this batch's statistics); nothing else changes.
+    teacher.train()
+    with torch.no_grad():
+        t_feat, t_out = teacher(crops[:n_global])  # CLS features, head logits: (n_global*2B, .)
+    teacher.eval()
+
+    # 3. Student: every crop (global and local), with gradients.
+    student.train()
+    s_feat, s_out = student(crops)  # (n_crops * 2B, D), (n_crops * 2B, K)
+
+    def rows_of(x: torch.Tensor, n: int, domain: int) -> torch.Tensor:
+        """The rows of one domain, crop-major: row c * B + i is crop c of its sample i."""
+        return x.float().view(n, 2, b, -1)[:, domain].reshape(n * b, -1)
+
+    # 4. The loss terms.
+    losses: dict[str, torch.Tensor] = {}
+    s_norm, t_first = {}, {}
+    for k, d in enumerate(domains):
+        # L_SD: DINO's self-distillation, per domain (updates the domain's centre afterwards).
+        losses[f"sd_{d}"] = trainer.dino_losses[d](rows_of(s_out, n_crops, k),
+                                                   rows_of(t_out, n_global, k), epoch)
+        s_norm[d] = F.normalize(rows_of(s_feat, n_crops, k), dim=1)  # student, every crop
+        t_first[d] = F.normalize(rows_of(t_feat, n_global, k)[:b], dim=1)  # teacher, 1st crop
+    if weights["cc"] > 0:  # L_CC: crops of a sample's cluster are its positives
+        losses["cc"] = 0.0
+        for d in domains:
+            clusters = trainer.clusters[d]  # one k-means result per granularity
+            ids = torch.stack([r.assignments[batch[d][1]] for r in clusters])  # (G, B)
+            prototypes = [r.centroids.to(trainer.device) for r in clusters]
+            losses["cc"] = losses["cc"] + trainer.cc_loss(s_norm[d], t_first[d], ids, prototypes)
+    if weights["ma"] > 0:  # L_MA: distance of distance, both domains, every granularity
+        rows = mutual_alignment_rows(trainer.ma_crops, b, n_global)  # global-crop rows
+        terms = [trainer.ma_loss(s_norm[d][:rows], sketch.centroids.to(trainer.device),
+                                 photo.centroids.to(trainer.device))
+                 for sketch, photo in zip(trainer.clusters["sketch"], trainer.clusters["photo"])
+                 for d in domains]
+        losses["ma"] = torch.stack(terms).mean()
+    if weights["sg"] > 0:  # L_SG: student distances follow the teacher's similarities
+        losses["sg"] = sum(trainer.sg_loss(s_norm[d][:b], t_first[d]) for d in domains)
+
+    # 5. The objective: the weighted sum of the active terms.
+    total = sum(weights[term] * value for term, value in losses.items() if weights[term] > 0)
+
+    # 6. Backward and optimiser step on the student (learning rate from the schedule; no weight
+    #    decay on biases and norms: the second parameter group).
+    for i, group in enumerate(trainer.optimizer.param_groups):
+        group["lr"] = float(trainer.lr_schedule[global_step])
+        if i == 0:
+            group["weight_decay"] = trainer.cfg["train"]["weight_decay"]
+    trainer.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if trainer.cfg["train"].get("clip_grad"):
+        torch.nn.utils.clip_grad_norm_(student.parameters(), trainer.cfg["train"]["clip_grad"])
+    trainer.optimizer.step()
+
+    # 7. The teacher follows the student: theta_t <- m * theta_t + (1 - m) * theta_s.
+    ema_update(student, teacher, float(trainer.momentum_schedule[global_step]))
+    return {"total": total.detach(), **{k: v.detach() for k, v in losses.items()}}

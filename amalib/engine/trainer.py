@@ -499,8 +499,13 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _batches(self, epoch: int, rng_at: tuple[int, dict] | None = None):
-        """Yield ``{domain: (crops, indices)}``; the shorter domain's loader is cycled.
+    def batches(self, epoch: int, rng_at: tuple[int, dict] | None = None):
+        """The training batches of ``epoch``: yield ``{domain: (crops, indices)}``, one per step.
+
+        ``crops`` is the crop-major list of multi-crop views (global crops first, each
+        ``(B, 3, H, W)``), ``indices`` the ``(B,)`` positions of the images in the domain's
+        training list (they look up cluster assignments; no label is ever loaded). Sketches and
+        photos are drawn independently; the shorter domain's loader is cycled.
 
         ``rng_at=(step, state)`` restores the RNG state just before batch ``step`` is loaded:
         a resumed run loads (and fit skips) the batches before it, then continues with the
@@ -707,7 +712,7 @@ class Trainer:
                            leave=False, disable=not (self.progress and du.is_main_process()))
                 n_steps = 0
                 rng_at = (skip, mid_epoch["rng"]) if mid_epoch.get("rng") else None
-                for step, batch in enumerate(self._batches(epoch, rng_at)):
+                for step, batch in enumerate(self.batches(epoch, rng_at)):
                     if step < skip:
                         continue
                     global_step = epoch * self.steps_per_epoch + step

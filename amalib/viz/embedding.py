@@ -6,7 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["umap_embed", "plot_embedding", "plot_umap"]
+__all__ = ["class_palette", "umap_embed", "plot_embedding", "plot_umap"]
+
+
+def class_palette(n: int) -> list:
+    """``n`` colours that stay apart: matplotlib's ``tab10`` up to 10 classes, ``tab20`` up to
+    20, evenly spaced hues beyond (a hue circle puts neighbouring classes in similar colours)."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["hsv"](i / n) for i in range(n)]
 
 
 def _numpy(x) -> np.ndarray:
@@ -28,10 +40,8 @@ def umap_embed(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
 def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarray,
                    class_names: Sequence[str] | None = None, title: str = "") -> None:
     """Scatter 2-D points on ``ax``: one colour per class, ``o`` photos and ``x`` sketches."""
-    import seaborn as sns
-
     classes = np.unique(labels)
-    palette = sns.color_palette("husl", len(classes))
+    palette = class_palette(len(classes))
     for colour, c in zip(palette, classes):
         for domain, marker, size in (("photo", "o", 10), ("sketch", "x", 14)):
             m = (labels == c) & (domains == domain)

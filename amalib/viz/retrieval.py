@@ -97,14 +97,25 @@ def precision_recall_curve(query_features, query_labels, gallery_features, galle
     return levels, np.mean(curves, axis=0)
 
 
-def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """Overlay precision–recall curves, e.g. before and after AMA."""
+def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
+                          chance: float | None = None):
+    """Overlay precision–recall curves, e.g. before and after AMA.
+
+    Each curve gets its own colour, line style and marker (a curve drawn first stays visible
+    where a later one covers it); ``chance`` (the class share) is drawn as a dotted line.
+    """
     import matplotlib.pyplot as plt
 
+    styles = [dict(color="#7f7f7f", ls="--", marker="s"), dict(color="#1f77b4", ls="-", marker="o"),
+              dict(color="#d62728", ls="-.", marker="^"), dict(color="#2ca02c", ls=":", marker="D")]
     fig, ax = plt.subplots(figsize=(5, 4))
-    for name, (recall, precision) in curves.items():
-        ax.plot(recall, precision, label=name)
-    ax.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
+    for i, (name, (recall, precision)) in enumerate(curves.items()):
+        every = max(1, len(recall) // 10)
+        ax.plot(recall, precision, label=name, lw=2, markevery=every, markersize=5,
+                **styles[i % len(styles)])
+    if chance is not None:
+        ax.axhline(chance, color="k", ls=":", lw=1, label=f"random ranking ({chance:.2f})")
+    ax.set(xlabel="recall", ylabel="mean interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
            title="precision–recall, unseen classes")
     ax.legend()
     fig.tight_layout()

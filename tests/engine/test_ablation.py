@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -35,6 +36,11 @@ def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, 
             assert set(metrics) == set(METRIC_KEYS)
             assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert json.loads((out / "ablation.json").read_text()) == table
+    results = ablation.load_ablation_results(out / ablation.RESULTS_NAME)
+    assert results["config"] == "mini" and results["epochs"] == 1 and results["seeds"] == [0]
+    assert results["command"].startswith(f"amalib ablate --config mini --out {out.as_posix()} "
+                                         "--seeds 0 --set ")
+    assert list(results["table"]) == list(table)
     schedules = {
         name: yaml.safe_load((out / run / "config.yaml").read_text())["loss"]["schedule"]
         for name, run in [("SD only", "SD_only_seed0"), ("SD + CC", "SD+CC_seed0"),
@@ -54,6 +60,24 @@ def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, 
     assert run_ablation(out, seeds=(0,), overrides=overrides, log=lambda _line: None) == table
 
 
+def test_the_packaged_ablation_results_load_and_format():
+    results = ablation.load_ablation_results()
+    assert results["config"] == "mini" and results["command"].startswith("amalib ablate")
+    table = results["table"]
+    assert STARTING_BACKBONE in table and len(table) >= 2
+    for runs in table.values():
+        for metrics in runs.values():
+            assert set(metrics) == set(METRIC_KEYS)
+    assert format_ablation(table).count("\n| ") == len(table)  # one line per row
+
+
+def test_load_ablation_results_rejects_another_file(tmp_path):
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({"SD only": {}}))
+    with pytest.raises(ValueError, match="not an ablation results file"):
+        ablation.load_ablation_results(path)
+
+
 def test_format_ablation_mean_and_sample_std():
     runs = {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.3)}
     text = format_ablation({"A": runs, "B": {"-": dict.fromkeys(METRIC_KEYS, 0.25)}})
@@ -61,7 +85,7 @@ def test_format_ablation_mean_and_sample_std():
     assert lines[0].startswith("| variant | seeds | mAP@all")
     # mean 0.2, sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.1414
     assert lines[2] == "| A | 2 | " + " | ".join(["0.2000 ± 0.1414"] * 4) + " |"
-    assert lines[3] == "| B | 1 | " + " | ".join(["0.2500 ± 0.0000"] * 4) + " |"
+    assert lines[3] == "| B | 1 | " + " | ".join(["0.2500"] * 4) + " |"
 
 
 def test_ablation_variants_only_switch_terms():
@@ -202,3 +226,26 @@ def test_rows_recorded_by_other_processes_are_kept(tmp_path):
     assert list(table) == [STARTING_BACKBONE, "SD only", ORACLE]
     assert json.loads(table_file.read_text()) == table
     assert table["SD only"] == {"1": dict.fromkeys(METRIC_KEYS, 0.3)}
+def test_plot_ablation_draws_one_bar_per_row_and_every_seed():
+    import matplotlib.pyplot as plt
+
+    from amalib.viz.ablation import plot_ablation
+
+    table = ablation.load_ablation_results()["table"]
+    fig = plot_ablation(table, chance=0.12)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(table)
+    n_runs = sum(len(runs) for runs in table.values())
+    dots = [line for line in ax.lines if line.get_marker() == "."]
+    assert sum(len(line.get_xdata()) for line in dots) == n_runs
+    plt.close(fig)
+
+
+def test_class_palette_separates_ten_classes():
+    from matplotlib.colors import to_rgb
+
+    from amalib.viz.embedding import class_palette
+
+    colours = np.array([to_rgb(c) for c in class_palette(10)])
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
+    assert distances[~np.eye(10, dtype=bool)].min() > 0.2

@@ -19,6 +19,7 @@ def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
                        progress=False, log=lines.append)
     written = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert written["before"] == summary["before"] and written["after"] == summary["after"]
+    assert set(written["chance"]) == set(METRIC_KEYS) and written["chance"]["P@100"] > 0
     for part in ("before", "after"):
         assert set(METRIC_KEYS) <= set(written[part])
         assert all(0 <= written[part][k] <= 1 for k in METRIC_KEYS)
@@ -36,6 +37,8 @@ def test_comparison_table_ratio():
     after = dict.fromkeys(METRIC_KEYS, 0.3)
     table = format_comparison(before, after)
     assert "1.50x" in table and table.count("\n") == len(METRIC_KEYS) + 1
+    with_chance = format_comparison(before, after, dict.fromkeys(METRIC_KEYS, 0.05))
+    assert with_chance.splitlines()[0].endswith("chance") and "0.0500" in with_chance
 
 
 def test_term_health_flags_degenerate_self_distillation_and_an_empty_filter():

@@ -61,7 +61,7 @@ def _losses_and_grads(trainer, fn, batch, epoch):
 @pytest.mark.parametrize("epoch", [0, 1])
 def test_fused_losses_and_gradients_match_the_reference(trainer, epoch):
     torch.manual_seed(epoch)
-    batch = next(trainer._batches(epoch))
+    batch = next(trainer.batches(epoch))
     # A non-zero centre, so that its use (and its update) is exercised.
     _set_centres(trainer, {d: 0.3 * torch.randn(1, trainer.cfg["model"]["out_dim"])
                            for d in trainer.domains})
@@ -103,7 +103,7 @@ def test_fused_losses_and_gradients_match_the_reference(trainer, epoch):
 
 def test_cc_ma_sg_change_the_gradient(trainer):
     """Epoch 1 is not a rerun of epoch 0: the extra terms move the student's gradient."""
-    batch = next(trainer._batches(1))
+    batch = next(trainer.batches(1))
     start = _centres(trainer)
     _, _, g1 = _losses_and_grads(trainer, lambda b, e: reference_losses(trainer, b, e), batch, 1)
     _set_centres(trainer, start)
@@ -118,7 +118,7 @@ def test_cc_ma_sg_change_the_gradient(trainer):
 
 def test_reference_train_step_matches_the_fused_step(trainer):
     """One optimiser step + EMA from the same state lands on the same parameters."""
-    batch = next(trainer._batches(1))
+    batch = next(trainer.batches(1))
     state = {
         "student": copy.deepcopy(trainer.student.state_dict()),
         "teacher": copy.deepcopy(trainer.teacher.state_dict()),
@@ -181,7 +181,7 @@ def test_bf16_autocast_path_stays_close_to_the_float32_reference(trainer):
     flattened gradient pointing the same way (cosine > 0.999, norms within 3 %). Observed on the
     tiny config: terms within 0.2 %, cosine 0.99999, norm ratio 0.991.
     """
-    batch = next(trainer._batches(1))
+    batch = next(trainer.batches(1))
     start = _centres(trainer)
     ref, _, ref_grads = _losses_and_grads(
         trainer, lambda b, e: reference_losses(trainer, b, e), batch, 1)

@@ -43,7 +43,7 @@ def test_mutual_alignment_uses_the_chosen_rows(tiny_root, tmp_path, crops):
     assert trainer.ma_crops == crops
     trainer.cluster(1)
     trainer.student.train()
-    batch = next(trainer._batches(1))
+    batch = next(trainer.batches(1))
     b = batch["sketch"][0][0].shape[0]
     with torch.no_grad():
         fused = trainer.compute_losses(batch, 1)["ma"]
@@ -103,7 +103,7 @@ def test_dino_centre_shared_follows_the_release_sequential_update(tiny_root, tmp
         trainer.dino_losses[d].center.copy_(start[d])  # shared: the photo value wins
     c0 = {d: trainer.dino_losses[d].center.clone() for d in trainer.domains}
     trainer.student.train()
-    batch = next(trainer._batches(0))
+    batch = next(trainer.batches(0))
     with torch.no_grad():
         got = trainer.compute_losses(batch, 0)
         crops = {d: [c.to(trainer.device) for c in batch[d][0]] for d in trainer.domains}

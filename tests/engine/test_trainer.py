@@ -51,7 +51,7 @@ def test_smoke_run_covers_every_stage(tiny_config, tmp_path):
 
 def test_training_batches_carry_no_labels(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(), tmp_path / "run", progress=False, log=lambda _: None)
-    batch = next(trainer._batches(0))
+    batch = next(trainer.batches(0))
     for crops, indices in batch.values():
         assert isinstance(crops, list) and all(c.ndim == 4 for c in crops)
         assert indices.dtype == torch.long and len(indices) == 8

@@ -1,0 +1,45 @@
+"""The ablation of AMA's terms as a figure: one bar per row, one dot per seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_ablation"]
+
+
+def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None = None):
+    """Horizontal bars of ``metric`` for every row of an ablation table (mean over seeds).
+
+    Args:
+        table: ``{row: {seed: {metric: value}}}`` (``results["table"]`` of
+            :func:`amalib.engine.ablation.load_ablation_results`).
+        metric: Which metric to draw.
+        chance: The metric under a random ranking (:func:`amalib.metrics.chance_levels`),
+            drawn as a dotted line.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    values = [np.array([r[metric] for r in table[n].values()]) for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(names) + 1.4))
+    y = np.arange(len(names))[::-1]
+    colours = ["#7f7f7f" if n.startswith("starting") else "#9467bd" if n.startswith("oracle")
+               else "#1f77b4" for n in names]
+    ax.barh(y, [v.mean() for v in values], color=colours, alpha=0.8, height=0.6)
+    for yi, v in zip(y, values):
+        ax.plot(v, np.full(len(v), yi), "k.", ms=6)
+        seeds = "1 run" if len(v) == 1 else f"mean of {len(v)} seeds"
+        ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
+    if chance is not None:
+        ax.axvline(chance, color="k", ls=":", lw=1, label=f"random ranking ({chance:.3f})")
+        ax.legend(fontsize=8, loc="upper right")
+    short = [n.split(":")[0].split(" (")[0] for n in names]
+    ax.set_yticks(y, short, fontsize=8)
+    ax.set_xlim(0, min(1.0, max(v.max() for v in values) * 1.3))
+    ax.set_xlabel(f"{metric} on the unseen classes (0 to 1)")
+    ax.set_title(f"ablation: {metric} per row (dots: individual seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
