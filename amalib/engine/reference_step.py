@@ -256,6 +256,11 @@ def ama_step(trainer, batch: dict, epoch: int, global_step: int) -> dict[str, to
             group["weight_decay"] = trainer.cfg["train"]["weight_decay"]
     trainer.optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if epoch < int(trainer.cfg["train"].get("freeze_backbone_epochs", 0)):
+        # Head warm-up: while the DINO head is still random, only the head learns; the
+        # backbone's gradients are dropped, so it keeps its starting weights.
+        for p in student.backbone.parameters():
+            p.grad = None
     if trainer.cfg["train"].get("clip_grad"):
         torch.nn.utils.clip_grad_norm_(student.parameters(), trainer.cfg["train"]["clip_grad"])
     trainer.optimizer.step()

@@ -249,7 +249,7 @@ def test_head_warm_up_keeps_the_backbone_and_trains_the_head(tiny_config, tmp_pa
     start = {k: v.detach().clone() for k, v in backbone.items()}
     head = {k: v.detach().clone() for k, v in trainer.student.head.named_parameters()}
     teacher_start = _params(trainer.teacher.backbone)
-    batches = trainer._batches(0)
+    batches = trainer.batches(0)
     trainer.train_step(next(batches), epoch=0, global_step=0)
     assert all(torch.equal(backbone[k], start[k]) for k in start)
     moved = [k for k, v in trainer.student.head.named_parameters()
