@@ -17,13 +17,22 @@ __all__ = ["main", "build_parser"]
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "mini") -> None:
+    """``--config`` and the run options, for commands that start from a config."""
     p.add_argument("--config", default=default,
                    help="shipped config name (mini, sketchy21, sketchy25, tuberlin, quickdraw, "
                         "mini_pretrain) or a YAML path (default: %(default)s)")
+    _add_run_args(p, "a config value", example="train.epochs=3")
+
+
+def _add_run_args(p: argparse.ArgumentParser, what: str = "the checkpoint's config", *,
+                  example: str = "data.root=/data", progress: bool = True) -> None:
+    """``--set``, ``--device`` and (optionally) ``--no-progress``; ``what`` names what --set
+    overrides in the help."""
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+                   help=f"override {what}, e.g. --set {example} (repeatable)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 _GALLERY_HELP = ("BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class photos, all: both) "
@@ -77,10 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ap", choices=("interpolated", "sklearn"), default=None,
                    help="AP convention (default: the checkpoint config's)")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the checkpoint's config, e.g. --set data.root=/data")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_args(p)
 
     p = sub.add_parser("prepare", help="check a downloaded benchmark or build its file lists")
     p.add_argument("benchmark", help="sketchy21, sketchy25, tuberlin, quickdraw or mini")
@@ -104,10 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter, repeatable: hnsw M, ef_construction, ef_search "
                         "(32, 100, 128); ivf nlist, nprobe (about 4*sqrt(N), 32)")
-    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the checkpoint's config, e.g. --set data.root=/data")
-    q.add_argument("--device", default=None)
-    q.add_argument("--no-progress", action="store_true")
+    _add_run_args(q)
     q = isub.add_parser("info", help="what an index file holds and how it was built")
     q.add_argument("index", help="index file")
 
@@ -136,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="picture of the results (default: retrieval.png without --index, "
                         "none with it)")
     p.add_argument("--json", default=None, help="also write the results to this file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--device", default=None)
+    _add_run_args(p, progress=False)
 
     p = sub.add_parser("ablate", help="SD only, +CC, +MA, +SG and the supervised oracle on the "
                                       "mini-benchmark over seeds")
