@@ -176,6 +176,8 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
     }
     if figures:
         summary["figures"] = _figures(out, trainer, (q0, g0), (q1, g1))
+        # The trainer's curves again, now with the starting backbone and chance beside them.
+        trainer.plot_curves(start=summary["before"], chance=summary["chance"])
     summary["wall_time_s"] = round(time.perf_counter() - t_start, 1)
     # Atomic: a signal while writing leaves no half summary behind.
     partial = out / "summary.json.partial"
@@ -291,7 +293,7 @@ def _figures(out: Path, trainer, before, after) -> list[str]:
         [sketches.root / sketches.paths[i] for i in picks],
         [photos.root / p for p in photos.paths], ranked,
         query_labels=labels[picks], gallery_labels=g1.labels.numpy(), class_names=names,
-        title="AMA: top-8 photos per sketch query (green = same class)")
+        title="AMA: top-8 photos per sketch query (green ✓ = same class, red ✗ = another)")
     fig.savefig(out / "retrieval_grid.png", dpi=90)
     plt.close(fig)
     (q0, g0) = before

@@ -795,13 +795,15 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def plot_curves(self) -> Path | None:
-        """Loss and metric curves of the run, saved as ``curves.png``."""
+    def plot_curves(self, *, start: dict | None = None, chance: dict | None = None) -> Path | None:
+        """Loss and metric curves of the run, saved as ``curves.png``; ``start`` and ``chance``
+        (metrics of the starting backbone, chance levels) are drawn when given
+        (:func:`amalib.viz.curves.plot_training_curves`)."""
         if not self.history:
             return None
         from amalib.viz.curves import plot_training_curves
 
-        fig = plot_training_curves(self.history)
+        fig = plot_training_curves(self.history, start=start, chance=chance)
         path = self.run_dir / "curves.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
         import matplotlib.pyplot as plt

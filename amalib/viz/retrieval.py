@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from amalib.metrics import top_k  # re-exported: the grids show these lists
+from amalib.viz._marks import frame_hit
 
 __all__ = ["top_k", "plot_retrieval_grid", "precision_recall_curve", "plot_precision_recall"]
 
@@ -30,7 +31,8 @@ def plot_retrieval_grid(
     class_names: Sequence[str] | None = None,
     title: str = "",
 ):
-    """One row per query: the sketch, then its top-k photos framed green (hit) or red (miss).
+    """One row per query: the sketch, then its top-k photos framed green and marked ✓ (hit) or
+    framed red and marked ✗ (miss).
 
     Args:
         query_paths: Image files of the queries.
@@ -57,9 +59,7 @@ def plot_retrieval_grid(
             ax.imshow(_open(gallery_paths[j]))
             if query_labels is not None and gallery_labels is not None:
                 hit = int(gallery_labels[j]) == int(query_labels[row])
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("#1a9850" if hit else "#d73027")
-                    spine.set_linewidth(3)
+                frame_hit(ax, hit)
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from amalib.viz._marks import HIT_COLOUR, MISS_COLOUR, frame_hit
+
 __all__ = [
     "INSTALL_HINT",
     "SketchPad",
@@ -48,7 +50,7 @@ MODE_VARIABLE = "AMALIB_SKETCH_PAD"
 #: The static example's drawing (:data:`amalib.data.strokes.EXAMPLE_SKETCHES`).
 DEFAULT_EXAMPLE = "ellipse_hole"
 
-_HIT, _MISS, _UNKNOWN = "#1a9850", "#d73027", "#bbbbbb"
+_HIT, _MISS, _UNKNOWN = HIT_COLOUR, MISS_COLOUR, "#bbbbbb"
 _NOT_KNOWN = -1
 
 
@@ -178,9 +180,7 @@ def plot_sketch_query(result, *, strokes=None, canvas_size: int | None = None, t
         ax.imshow(_open_rgb(result.paths[rank]))
         ax.set_title(f"{rank + 1} · {result.scores[rank]:.3f}", fontsize=7)
         if result.hits is not None:
-            for spine in ax.spines.values():
-                spine.set_edgecolor(_HIT if result.hits[rank] else _MISS)
-                spine.set_linewidth(3)
+            frame_hit(ax, bool(result.hits[rank]))
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -234,13 +234,14 @@ def results_html(result, *, thumbnail_px: int = 88, thumbnails: dict | None = No
                 cache[path] = _data_uri(im, 2 * thumbnail_px)
         label = None if result.labels is None else int(result.labels[rank])
         border = _UNKNOWN if result.hits is None else (_HIT if result.hits[rank] else _MISS)
-        caption = f"{rank + 1} · {result.scores[rank]:.3f}"
+        mark = "" if result.hits is None else ("✓ " if result.hits[rank] else "✗ ")
+        caption = f"{mark}{rank + 1} · {result.scores[rank]:.3f}"
         if label is not None:
             caption += "<br>" + html.escape(result.class_name(label))
         tiles.append(tile(cache[path], border, caption))
     summary = (f"top-{len(result)} photos by cosine similarity" if result.hits is None else
                f"{html.escape(name)} photos among the top {len(result)}: "
-               f"{int(result.hits.sum())} (green: hit, red: miss)")
+               f"{int(result.hits.sum())} (green ✓: hit, red ✗: miss)")
     return ('<div style="font-family:sans-serif">'
             f'<div style="display:flex;flex-wrap:wrap;gap:6px">{"".join(tiles)}</div>'
             f'<div style="font-size:12px;margin-top:4px">{summary}</div></div>')

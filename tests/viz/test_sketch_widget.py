@@ -113,6 +113,7 @@ def test_plot_sketch_query_frames_hits_and_misses(setup):
         expected = (0x1a, 0x98, 0x50) if result.hits[rank] else (0xd7, 0x30, 0x27)
         assert tuple(round(c * 255) for c in colour[:3]) == expected
         assert ax.get_title().startswith(f"{rank + 1} · {result.scores[rank]:.3f}")
+        assert [t.get_text() for t in ax.texts] == ["✓" if result.hits[rank] else "✗"]
     assert len(plot_sketch_query(result).axes) == 1 + 4  # without strokes: no first panel
 
 
@@ -127,7 +128,8 @@ def test_results_html_tiles(setup):
     assert page.count("<img ") == 1 + 4 and page.count("data:image/png;base64,") == 5
     assert len(cache) == len(set(result.paths))
     for rank in range(4):
-        assert f"{rank + 1} · {result.scores[rank]:.3f}" in page
+        mark = "✓" if result.hits[rank] else "✗"
+        assert f"{mark} {rank + 1} · {result.scores[rank]:.3f}" in page
     assert len(re.findall(r"border:3px solid #1a9850", page)) == int(result.hits.sum())
     assert len(re.findall(r"border:3px solid #d73027", page)) == 4 - int(result.hits.sum())
     assert "<b>ellipse</b>" not in page  # class names are escaped
