@@ -1,14 +1,16 @@
 """How much of AMA's gain on the embedded benchmark is batch-norm re-estimation?
 
 The embedded starting backbone has a convolutional stem with batch norm whose statistics come
-from the pool photos it was pretrained on. In AMA's training step the teacher runs in train
-mode (as in DINO), so its batch-norm statistics move to the seen-class training sketches and
-photos within the first epoch, before any weight has learned much. This probe measures that
-effect alone: it forwards one epoch of AMA's training batches (the global crops of 32 sketches +
-32 photos per step, no labels, no gradient) through the starting backbone in train mode, or the
-plain evaluation-transform images with cumulative statistics, and reports
-:func:`amalib.engine.evaluate.backbone_report` on the unseen test classes before and after.
-Nothing is trained and no test image reaches the statistics.
+from the pool photos it was pretrained on. In AMA's training step the student forwards every
+crop in train mode, which moves its batch-norm running statistics to the seen-class training
+sketches and photos, and the EMA update copies the student's buffers to the teacher. During
+the head warm-up (epoch 0 of ``mini``) the backbone's weights do not move, so that is all that
+changes the teacher's backbone. This probe measures the effect alone: it forwards one epoch of
+AMA's training batches (every crop, as the student does, :func:`amalib.engine.evaluate.adapt_batch_norm`;
+no labels, no gradient) through the starting backbone, or the plain evaluation-transform images
+with cumulative statistics, and reports :func:`amalib.engine.evaluate.backbone_report` on the
+unseen test classes before and after. Nothing is trained and no test image reaches the
+statistics.
 
     python benchmarks/probe_bn_adaptation.py
 """
@@ -21,7 +23,7 @@ import tempfile
 import torch
 
 from amalib.engine.config import load_config
-from amalib.engine.evaluate import backbone_report
+from amalib.engine.evaluate import adapt_batch_norm, backbone_report
 from amalib.engine.trainer import Trainer
 
 
@@ -38,14 +40,9 @@ def main() -> None:
     start = {k: v.clone() for k, v in backbone.state_dict().items()}
     rows = {"starting backbone": backbone_report(backbone, trainer.eval_sets, **kw)}
 
-    # One epoch of AMA's training batches, global crops of both domains in one call (as the
-    # training step's teacher forward), running statistics with momentum 0.1.
-    backbone.train()
-    with torch.no_grad():
-        for batch in trainer.batches(0):
-            globals_ = [torch.cat([batch[d][0][c] for d in ("sketch", "photo")])
-                        for c in range(trainer.n_global)]
-            backbone(torch.cat(globals_).to(trainer.device))
+    # One epoch of AMA's training batches, every crop as the student's forward (running
+    # statistics with momentum 0.1): the teacher's backbone after the head warm-up.
+    adapt_batch_norm(backbone, trainer.batches(0))
     rows["+ BN statistics of one epoch of training crops"] = backbone_report(
         backbone, trainer.eval_sets, **kw)
 

@@ -9,7 +9,7 @@ from torch import nn
 from amalib.engine.features import FeatureSet, extract_features
 
 __all__ = ["test_features", "evaluate_backbone", "load_trained_backbone", "within_set_map",
-           "mean_pairwise_cosine", "backbone_report", "features_report", "evaluate_protocol",
+           "mean_pairwise_cosine", "adapt_batch_norm", "backbone_report", "features_report", "evaluate_protocol",
            "protocol_report"]
 
 
@@ -146,6 +146,39 @@ def mean_pairwise_cosine(features) -> float:
         raise ValueError("need at least two feature rows")
     total = features.sum(0)
     return float((total @ total - (features * features).sum()) / (n * (n - 1)))
+
+
+def adapt_batch_norm(backbone: nn.Module, batches) -> nn.Module:
+    """Move ``backbone``'s batch-norm statistics as AMA's training steps do, with no weight update.
+
+    In a training step the student forwards every crop in train mode (consecutive crops of one
+    resolution in one call, the ``B`` sketches and ``B`` photos of a crop together), which updates
+    its batch-norm running statistics; the EMA update then copies the student's buffers to the
+    teacher. This forwards ``batches`` (as yielded by :meth:`amalib.engine.Trainer.batches`) the
+    same way under ``torch.no_grad()``. During the head warm-up
+    (``train.freeze_backbone_epochs``) the backbone's weights do not move, so the teacher's
+    backbone after those steps is exactly this. No label is read.
+
+    Args:
+        backbone: Modified in place (running statistics only).
+        batches: ``{domain: (crops, indices)}`` per step; ``crops`` crop-major, global first.
+
+    Returns:
+        ``backbone``, in eval mode.
+    """
+    import torch
+
+    from amalib.models.wrapper import group_consecutive_resolutions
+
+    device = next(backbone.parameters()).device
+    backbone.train()
+    with torch.no_grad():
+        for batch in batches:
+            crops = [torch.cat([s, p]).to(device)
+                     for s, p in zip(batch["sketch"][0], batch["photo"][0])]
+            for start, end in group_consecutive_resolutions(crops):
+                backbone(torch.cat(crops[start:end]))
+    return backbone.eval()
 
 
 def backbone_report(backbone: nn.Module, eval_sets: dict, *, ap: str = "interpolated",

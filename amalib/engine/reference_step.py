@@ -265,6 +265,7 @@ def ama_step(trainer, batch: dict, epoch: int, global_step: int) -> dict[str, to
         torch.nn.utils.clip_grad_norm_(student.parameters(), trainer.cfg["train"]["clip_grad"])
     trainer.optimizer.step()
 
-    # 7. The teacher follows the student: theta_t <- m * theta_t + (1 - m) * theta_s.
+    # 7. The teacher follows the student: theta_t <- m * theta_t + (1 - m) * theta_s; buffers
+    #    (batch-norm running statistics, moved by the student's train-mode forward) are copied.
     ema_update(student, teacher, float(trainer.momentum_schedule[global_step]))
     return {"total": total.detach(), **{k: v.detach() for k, v in losses.items()}}

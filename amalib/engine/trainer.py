@@ -643,9 +643,11 @@ class Trainer:
                 group["weight_decay"] = self.cfg["train"]["weight_decay"]
         # As in DINO, the teacher's forward in a training step runs in train mode: its batch norm
         # (stem="cnn" or a batch-norm head) normalises each batch with the batch's statistics.
-        # It has no dropout or drop-path, so nothing else changes. Feature extraction and
-        # everything outside the step see it in eval mode. Under DDP each rank uses its own
-        # batch's statistics: DINO converts batch norm to SyncBatchNorm, amalib does not (yet).
+        # It has no dropout or drop-path, so nothing else changes. Its running statistics are
+        # then replaced by the student's (ema_update copies buffers), which its own train-mode
+        # forward of every crop has moved (see evaluate.adapt_batch_norm). Feature extraction and
+        # everything outside the step see the teacher in eval mode. Under DDP each rank uses its
+        # own batch's statistics: DINO converts batch norm to SyncBatchNorm, amalib does not (yet).
         self.teacher.train()
         try:
             losses = self.compute_losses(batch, epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -239,6 +240,29 @@ def test_resume_mid_epoch_ends_with_the_uninterrupted_weights(tiny_config, tmp_p
         expected, got = getattr(full, name).state_dict(), getattr(resumed, name).state_dict()
         different = [k for k in expected if not torch.equal(expected[k], got[k])]
         assert not different, f"{name}: {different[:3]}"
+
+
+def test_warm_up_teacher_is_the_start_with_the_students_batch_norm_statistics(tiny_config,
+                                                                             tmp_path):
+    # During the head warm-up only batch-norm statistics move the teacher's backbone, and they
+    # are the student's (its train-mode forward of every crop; the EMA copies buffers).
+    from amalib.engine.evaluate import adapt_batch_norm
+
+    trainer = Trainer(tiny_config(**{"train.freeze_backbone_epochs": 1}), tmp_path / "run",
+                      progress=False, log=lambda _: None)
+    start = copy.deepcopy(trainer.teacher.backbone)
+    batches = trainer.batches(0)
+    seen = [next(batches), next(batches)]
+    for step, batch in enumerate(seen):
+        trainer.train_step(batch, epoch=0, global_step=step)
+    rebuilt = adapt_batch_norm(copy.deepcopy(start), seen)
+    teacher = trainer.teacher.backbone.state_dict()
+    buffers = [k for k in teacher if "running_" in k]
+    assert buffers, "the tiny model must have batch norm for this test to mean anything"
+    assert any(not torch.allclose(teacher[k], start.state_dict()[k]) for k in buffers)
+    for k, v in rebuilt.state_dict().items():
+        torch.testing.assert_close(v, teacher[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert not rebuilt.training
 
 
 def test_head_warm_up_keeps_the_backbone_and_trains_the_head(tiny_config, tmp_path):
