@@ -718,22 +718,22 @@ def plot_attention(images, maps, titles: Sequence[str] | None = None):
     up = torch.nn.functional.interpolate(maps, size=size, mode="nearest")[:, 0].numpy()
     vmax = float(up.max())
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 1.0, 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n + 1.2, 4.2), squeeze=False)
     shown = None
     for i in range(n):
         axes[0, i].imshow(to_image(images[i]))
         if titles is not None:
-            axes[0, i].set_title(titles[i], fontsize=7)
+            axes[0, i].set_title(titles[i], fontsize=9)
         axes[1, i].imshow(to_image(images[i]))
         shown = axes[1, i].imshow(up[i], cmap="inferno", alpha=0.65, vmin=0.0, vmax=vmax)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[1, 0].set_ylabel("CLS attention", fontsize=8)
+    axes[1, 0].set_ylabel("CLS attention", fontsize=9)
     fig.tight_layout()
     bar = fig.colorbar(shown, ax=axes[1].tolist(), shrink=0.9, pad=0.01)
-    bar.set_label("attention weight\n(mean over heads)", fontsize=7)
-    bar.ax.tick_params(labelsize=7)
+    bar.set_label("attention weight\n(mean over heads)", fontsize=9)
+    bar.ax.tick_params(labelsize=8)
     return fig
 
 

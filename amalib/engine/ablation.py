@@ -52,10 +52,14 @@ ROWS = {"sd": "SD only", "sd+cc": "SD + CC", "sd+cc+ma": "SD + CC + MA", "ama": 
 def _comparable(cfg: dict) -> dict:
     """A resolved config as the ablation compares it: JSON types, without the seed and the
     evaluation cadence (which change the reported row in no way: evaluation draws no
-    randomness from the training stream)."""
+    randomness from the training stream), and without the folder of a generated benchmark
+    (``data.root`` when ``data.generate`` is set: the generator's settings, which are
+    compared, determine every image)."""
     cfg = json.loads(json.dumps(cfg, default=str))
     cfg["train"].pop("seed", None)
     cfg.get("eval", {}).pop("every", None)
+    if cfg.get("data", {}).get("generate"):
+        cfg["data"].pop("root", None)
     return cfg
 
 
@@ -72,7 +76,7 @@ def ama_row_from_demo(run: str | Path, cfg: dict) -> dict:
     The demo trains exactly the ablation's AMA row (same config and seed; it also evaluates
     after every epoch, which draws nothing from the training stream). The run must be finished
     (``summary.json`` exists) and its ``train/config.yaml`` must equal ``cfg`` up to
-    ``eval.every``; otherwise a :class:`~amalib.engine.config.ConfigError` names the keys.
+    ``eval.every`` and the folder of a generated benchmark; otherwise a :class:`~amalib.engine.config.ConfigError` names the keys.
     """
     import yaml
 

@@ -38,8 +38,12 @@ def umap_embed(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
 
 
 def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarray,
-                   class_names: Sequence[str] | None = None, title: str = "") -> None:
-    """Scatter 2-D points on ``ax``: one colour per class, ``o`` photos and ``x`` sketches."""
+                   class_names: Sequence[str] | None = None, title: str = "", *,
+                   legend: bool = True) -> list:
+    """Scatter 2-D points on ``ax``: one colour per class, ``o`` photos and ``x`` sketches.
+
+    Returns the legend handles (domains, then classes when named and at most 12); with
+    ``legend=False`` they are not drawn on ``ax`` (e.g. one legend for a figure of panels)."""
     classes = np.unique(labels)
     palette = class_palette(len(classes))
     for colour, c in zip(palette, classes):
@@ -56,7 +60,9 @@ def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarr
     if class_names is not None and len(classes) <= 12:
         handles += [ax.scatter([], [], marker="s", color=col, label=class_names[c])
                     for col, c in zip(palette, classes)]
-    ax.legend(handles=handles, fontsize=7, loc="best", markerscale=1.2)
+    if legend:
+        ax.legend(handles=handles, fontsize=7, loc="best", markerscale=1.2)
+    return handles
 
 
 def plot_umap(
@@ -79,8 +85,10 @@ def plot_umap(
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(5.5 * len(embeddings), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(5.5 * len(embeddings) + 1.6, 5),
+                             squeeze=False)
     rng = np.random.default_rng(seed)
+    handles = []
     for ax, (title, (sf, sl, pf, pl)) in zip(axes[0], embeddings.items()):
         sf, sl, pf, pl = map(_numpy, (sf, sl, pf, pl))
         si = rng.permutation(len(sf))[:max_per_domain]
@@ -88,6 +96,11 @@ def plot_umap(
         feats = np.concatenate([sf[si], pf[pi]])
         labels = np.concatenate([sl[si], pl[pi]])
         domains = np.array(["sketch"] * len(si) + ["photo"] * len(pi))
-        plot_embedding(ax, umap_embed(feats, seed=seed), labels, domains, class_names, title)
-    fig.tight_layout()
+        # Say what is drawn: a subsample is a subsample.
+        shown = f"{len(si)} of {len(sf)} sketches, {len(pi)} of {len(pf)} photos"
+        handles = plot_embedding(ax, umap_embed(feats, seed=seed), labels, domains, class_names,
+                                 f"{title}\n({shown})", legend=False)
+    # One legend for all panels, outside them, so that it hides no point.
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
+    fig.legend(handles=handles, fontsize=8, loc="center right", markerscale=1.2, frameon=False)
     return fig

@@ -21,16 +21,19 @@ __all__ = ["plot_k_occurrence", "plot_hubs", "plot_per_class_ap", "plot_protocol
 
 
 def plot_k_occurrence(reports, *, title: str = ""):
-    """Histogram of the k-occurrence ``N_k`` of the gallery items, one step curve per report.
+    """How the k-occurrence ``N_k`` of the gallery items is spread, one step curve per report.
 
     Args:
         reports: A :class:`amalib.protocols.HubnessReport` or ``{name: report}`` (e.g. before
             and after AMA), all with the same ``k``.
         title: Figure title (default: names the list length).
 
-    The count axis is logarithmic: a hubby gallery has a long right tail of items retrieved by
-    very many queries and a tall bar at 0 (items never retrieved). The dashed line marks
-    ``k · Q / G``, the count every item would have without hubness.
+    Each curve counts the gallery items listed at least ``n`` times, for every ``n`` (the
+    complementary cumulative count: it falls as ``n`` grows, with no gaps where no item has
+    exactly ``n``). On the logarithmic axis a hubby gallery shows a long right tail, items
+    listed by very many queries; the drop from ``n = 0`` to ``n = 1`` is the items never
+    retrieved. The dashed line marks ``k · Q / G``, the count every item would have without
+    hubness.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -39,18 +42,19 @@ def plot_k_occurrence(reports, *, title: str = ""):
         reports = {"": reports}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, report in reports.items():
-        hist = np.bincount(report.counts)
+        counts = np.asarray(report.counts)
+        n = np.arange(int(counts.max()) + 1)
+        at_least = (counts[None, :] >= n[:, None]).sum(1)
         label = f"{name} (skewness {report.skewness:.1f})".strip()
-        ax.step(np.arange(len(hist)), np.where(hist > 0, hist, np.nan), where="mid",
-                label=label)
+        ax.step(n, at_least, where="post", label=label)
     first = next(iter(reports.values()))
     expected = first.k * first.n_queries / len(first.counts)
     ax.axvline(expected, color="0.4", linestyle="--", linewidth=1,
                label=f"without hubness: k·Q/G = {expected:.1f}")
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=f"N_{first.k}: top-{first.k} lists holding the item (of {first.n_queries})",
-           ylabel="gallery items (log scale)",
+    ax.set(xlabel=f"n: top-{first.k} lists (of {first.n_queries} queries)",
+           ylabel=f"gallery items with N_{first.k} ≥ n (log scale)",
            title=title or f"hubness: k-occurrence of the gallery (k = {first.k})")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -86,25 +90,36 @@ def plot_hubs(gallery_paths: Sequence[str | Path], report, *, n: int = 8, title:
     return fig
 
 
-def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None = None):
+def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None = None,
+                      reference: Mapping[str, float] | None = None,
+                      reference_label: str = "before"):
     """Horizontal bars of AP per class, hardest at the top.
 
     Args:
         rows: :func:`amalib.protocols.per_class_ap` output (sorted hardest first).
         title: Figure title.
         n: Show only the ``n`` hardest classes (default: all).
+        reference: ``{class: AP}`` of another model (e.g. before training), drawn as a hollow
+            marker on each bar, joined to the bar's end, so that a gain or a loss per class
+            reads at a glance.
+        reference_label: Legend entry of ``reference``.
     """
     import matplotlib.pyplot as plt
 
     rows = list(rows)[: n or None]
-    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.28 * len(rows)))
+    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.3 * len(rows)))
     y = np.arange(len(rows))
     ap = [r["AP"] for r in rows]
-    ax.barh(y, ap, color="#4575b4")
+    ax.barh(y, ap, color="#4575b4", label="AP")
     ax.set_yticks(y, [f"{r['class']} ({r['n_queries']})" for r in rows], fontsize=8)
     ax.invert_yaxis()  # hardest first, at the top
     mean = float(np.mean(ap)) if ap else 0.0
     ax.axvline(mean, color="0.3", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+    if reference is not None:
+        ref = [reference[r["class"]] for r in rows]
+        ax.hlines(y, ref, ap, color="0.2", linewidth=1)
+        ax.scatter(ref, y, marker="o", s=28, facecolor="white", edgecolor="0.1", zorder=3,
+                   label=f"{reference_label} (mean {float(np.mean(ref)):.3f})")
     ax.set(xlabel="AP@all (mean over the class's queries)",
            ylabel="query class (queries)", xlim=(0, 1), title=title or "AP per class")
     ax.legend(fontsize=8, loc="lower right")

@@ -193,7 +193,9 @@ def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp
 
     overrides = tiny_overrides(tiny_root)
     for seed in (0, 1):
-        cfg = load_config("mini", [*overrides, f"train.seed={seed}", "eval.every=1"])
+        # (a generated benchmark may have been generated in another folder: same images)
+        cfg = load_config("mini", [*overrides, f"train.seed={seed}", "eval.every=1",
+                                   f"data.root={tmp_path / 'elsewhere'}"])
         _fake_demo(tmp_path / f"demo_s{seed}", cfg, dict.fromkeys(METRIC_KEYS, 0.1 * (seed + 1)))
     monkeypatch.setattr("amalib.engine.trainer.Trainer.fit",
                         lambda self: pytest.fail("the AMA row was trained"))
@@ -207,6 +209,11 @@ def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp
     with pytest.raises(ConfigError, match="train.lr: 0.5 != 0.001"):
         run_ablation(tmp_path / "b", seeds=(0,), overrides=overrides, rows=("ama",),
                      ama_runs=str(tmp_path / "other_s{seed}"), log=lambda _line: None)
+    cfg = load_config("mini", [*overrides, "train.seed=0", "data.generate.photos_per_class=7"])
+    _fake_demo(tmp_path / "moredata_s0", cfg, dict.fromkeys(METRIC_KEYS, 0.9))
+    with pytest.raises(ConfigError, match="data.generate.photos_per_class: 7 != 6"):
+        run_ablation(tmp_path / "b2", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "moredata_s{seed}"), log=lambda _line: None)
     with pytest.raises(ConfigError, match="seed 1, not 0"):
         run_ablation(tmp_path / "c", seeds=(0,), overrides=overrides, rows=("ama",),
                      ama_runs=str(tmp_path / "demo_s1"), log=lambda _line: None)

@@ -40,7 +40,7 @@ def _labelled(ax):
     return bool(ax.get_xlabel()) and bool(ax.get_ylabel()) and bool(ax.get_title())
 
 
-def test_k_occurrence_histogram(reports):
+def test_k_occurrence_curves(reports):
     fig = plot_k_occurrence(reports)
     ax = fig.axes[0]
     assert isinstance(fig, matplotlib.figure.Figure) and _labelled(ax)
@@ -50,6 +50,13 @@ def test_k_occurrence_histogram(reports):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("hub (skewness") for t in legend) and any("k·Q/G" in t for t in legend)
     assert plot_k_occurrence(reports["plain"]).axes[0].get_yscale() == "log"  # one report
+    # Each curve: for n = 0 .. max, the items listed at least n times, counted the plain way.
+    for line, report in zip(ax.get_lines(), reports.values()):
+        counts = list(report.counts)
+        expected = [sum(c >= n for c in counts) for n in range(max(counts) + 1)]
+        assert list(line.get_xdata()) == list(range(max(counts) + 1))
+        assert list(line.get_ydata()) == expected
+        assert expected[0] == len(counts) and expected[-1] >= 1  # no gap, no zero on a log axis
 
 
 def test_hubs_show_the_most_retrieved_images(reports, tmp_path):
@@ -74,6 +81,11 @@ def test_per_class_ap_bars_hardest_on_top():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["eel (2)", "cat (4)"]
     assert ax.yaxis_inverted()  # the first (hardest) row is drawn at the top
     assert len(plot_per_class_ap(rows, n=1).axes[0].patches) == 1
+    # A reference model's AP per class: one hollow marker per bar, at that class's value.
+    ax = plot_per_class_ap(rows, reference={"cat": 0.5, "eel": 0.4, "owl": 0.9}).axes[0]
+    (markers,) = ax.collections[1:]
+    assert [tuple(p) for p in markers.get_offsets()] == [(0.4, 0.0), (0.5, 1.0)]
+    assert any(t.get_text() == "before (mean 0.450)" for t in ax.get_legend().get_texts())
 
 
 def test_protocol_comparison_grouped_bars():
