@@ -172,7 +172,11 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
         "starting_backbone": starting,
         "epochs": cfg["train"]["epochs"],
         "term_health": term_health(trainer.history, int(cfg["model"]["out_dim"])),
+        # Peak resident memory of this process, and of the largest data-loader worker (each
+        # worker is a separate process with its own peak; the two are not simultaneous sums).
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+        "peak_rss_worker_gb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
     }
     if figures:
         summary["figures"] = _figures(out, trainer, (q0, g0), (q1, g1))

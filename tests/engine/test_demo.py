@@ -26,6 +26,10 @@ def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
     for name in ("retrieval_grid.png", "umap.png", "train/curves.png"):
         assert (tmp_path / "demo" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "mAP@all" in "\n".join(lines)
+    # What the run cost: the process's peak memory (a training run needs well over 100 MB),
+    # the largest worker's (the tiny benchmark loads in the main process: none), wall time.
+    assert 0.1 < written["peak_rss_gb"] < 8 and 0 <= written["peak_rss_worker_gb"] < 8
+    assert written["wall_time_s"] > 0
     # The starting backbone's report reuses the "before" evaluation's features.
     start = written["starting_backbone"]
     assert start["report"]["sketch->photo"] == pytest.approx(written["before"]["mAP@all"])
