@@ -718,20 +718,22 @@ def plot_attention(images, maps, titles: Sequence[str] | None = None):
     up = torch.nn.functional.interpolate(maps, size=size, mode="nearest")[:, 0].numpy()
     vmax = float(up.max())
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n + 1.2, 4.2), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n + 1.2, 4.2), squeeze=False,
+                             layout="constrained")
     shown = None
     for i in range(n):
         axes[0, i].imshow(to_image(images[i]))
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=9)
         axes[1, i].imshow(to_image(images[i]))
-        shown = axes[1, i].imshow(up[i], cmap="inferno", alpha=0.65, vmin=0.0, vmax=vmax)
+        # A light low end (YlOrRd) keeps dark sketch strokes visible under weak attention.
+        shown = axes[1, i].imshow(up[i], cmap="YlOrRd", alpha=0.6, vmin=0.0, vmax=vmax)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[1, 0].set_ylabel("CLS attention", fontsize=9)
-    fig.tight_layout()
-    bar = fig.colorbar(shown, ax=axes[1].tolist(), shrink=0.9, pad=0.01)
+    # One colour bar for the whole figure, so that both rows keep the same column widths.
+    bar = fig.colorbar(shown, ax=axes, shrink=0.8, pad=0.01)
     bar.set_label("attention weight\n(mean over heads)", fontsize=9)
     bar.ax.tick_params(labelsize=8)
     return fig
@@ -744,7 +746,7 @@ def plot_image_rows(rows: Sequence[Sequence[str | Path]], row_titles: Sequence[s
     from PIL import Image
 
     n_cols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols + 1.5, 1.3 * len(rows)),
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols + 2.0, 1.3 * len(rows)),
                              squeeze=False)
     for r, (paths, name) in enumerate(zip(rows, row_titles)):
         for c in range(n_cols):
@@ -756,7 +758,7 @@ def plot_image_rows(rows: Sequence[Sequence[str | Path]], row_titles: Sequence[s
                     ax.imshow(np.asarray(im.convert("RGB")))
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -764,7 +766,9 @@ def plot_image_rows(rows: Sequence[Sequence[str | Path]], row_titles: Sequence[s
 
 
 def plot_distance_matrices(matrices: dict[str, object], *, title: str = "",
-                           labels: dict[str, str] | None = None, group_size: int | None = None):
+                           labels: dict[str, str] | None = None, group_size: int | None = None,
+                           group_labels: Sequence[str] | None = None,
+                           cmaps: dict[str, str] | None = None):
     """Draw ``(B, B)`` matrices side by side, each with its own colour scale and colour bar.
 
     Matrices of different quantities (a distance, a similarity, a difference) must not share a
@@ -774,23 +778,32 @@ def plot_distance_matrices(matrices: dict[str, object], *, title: str = "",
         matrices: ``{panel title: (B, B) tensor or array}``.
         title: Figure title.
         labels: ``{panel title: colour-bar label}`` (default: the panel title).
-        group_size: Draw a grid line every ``group_size`` rows and columns (samples ordered by
+        group_size: Draw a red line every ``group_size`` rows and columns (samples ordered by
             hidden class, ``group_size`` per class).
+        group_labels: One name per group, put as the tick at the group's centre.
+        cmaps: ``{panel title: matplotlib colormap}`` (default ``"viridis"``), e.g.
+            ``"viridis_r"`` for a distance so that close pairs are bright, like similar ones.
     """
     import matplotlib.pyplot as plt
 
     arrays = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
               for k, v in matrices.items()}
-    fig, axes = plt.subplots(1, len(arrays), figsize=(4.0 * len(arrays), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(arrays), figsize=(4.0 * len(arrays), 3.8), squeeze=False)
     for ax, (name, a) in zip(axes[0], arrays.items()):
-        image = ax.imshow(a, vmin=float(a.min()), vmax=float(a.max()), cmap="viridis")
+        image = ax.imshow(a, vmin=float(a.min()), vmax=float(a.max()),
+                          cmap=(cmaps or {}).get(name, "viridis"))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("sample j")
         ax.set_ylabel("sample i")
         if group_size:
             for edge in range(group_size, len(a), group_size):
-                ax.axhline(edge - 0.5, color="w", lw=0.6)
-                ax.axvline(edge - 0.5, color="w", lw=0.6)
+                ax.axhline(edge - 0.5, color="red", lw=1.2)
+                ax.axvline(edge - 0.5, color="red", lw=1.2)
+            if group_labels is not None:
+                centres = [(g + 0.5) * group_size - 0.5 for g in range(len(group_labels))]
+                ax.set_xticks(centres, group_labels, fontsize=7, rotation=30, ha="right")
+                ax.set_yticks(centres, group_labels, fontsize=7)
+                ax.set(xlabel="", ylabel="")
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         bar.set_label((labels or {}).get(name, name), fontsize=8)
     if title:

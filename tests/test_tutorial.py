@@ -439,6 +439,15 @@ def test_figures_have_the_expected_panels(tmp_path):
     assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
     assert fig.axes[1].images[0].get_clim() == (5.0, 13.0)
     plt.close(fig)
+    # Groups: separators between them, their names at their centres; a colormap per panel.
+    fig = tutorial.plot_distance_matrices({"d": np.zeros((4, 4))}, group_size=2,
+                                          group_labels=["x", "y"], cmaps={"d": "viridis_r"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
+    assert list(ax.get_xticks()) == [0.5, 2.5]
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == 1.5] == [1.5]
+    assert ax.images[0].get_cmap().name == "viridis_r"
+    plt.close(fig)
 
 
 def test_sketch_neighbour_shares_by_hand():

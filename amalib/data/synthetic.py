@@ -1148,8 +1148,8 @@ def plot_mini_benchmark(root="data/mini", n_classes: int = 6, per_class: int = 3
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"{name}\n({'seen' if split == 'train' else 'unseen'})", fontsize=7)
-    axes[0, 0].set_title("photos", fontsize=8, loc="left")
-    axes[0, per_class].set_title("sketches", fontsize=8, loc="left")
+        axes[r, 0].set_ylabel(f"{name}\n({'seen' if split == 'train' else 'unseen'})", fontsize=9)
+    axes[0, 0].set_title("photos", fontsize=10, loc="left")
+    axes[0, per_class].set_title("sketches", fontsize=10, loc="left")
     fig.tight_layout()
     return fig

@@ -120,6 +120,8 @@ def _next_step(out: Path, config: str, seed: int, overrides, resume, started=Non
 
 
 def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
+    import torch
+
     from amalib.engine.config import load_config
     from amalib.engine.evaluate import test_features
     from amalib.engine.trainer import Trainer, TrainingInterrupted
@@ -171,6 +173,9 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
         "seed": seed,
         "starting_backbone": starting,
         "epochs": cfg["train"]["epochs"],
+        # A run reproduces exactly for a given CPU thread count, not across counts (floats are
+        # summed in another order, and training amplifies the difference): record it.
+        "torch_threads": torch.get_num_threads(),
         "term_health": term_health(trainer.history, int(cfg["model"]["out_dim"])),
         # Peak resident memory of this process, and of the largest data-loader worker (each
         # worker is a separate process with its own peak; the two are not simultaneous sums).

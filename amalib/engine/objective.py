@@ -31,9 +31,11 @@ Epochs are 0-based. Two readings of the CC ramp (``cc_ramp_reading``):
   from ``sg_start_epoch`` on. (Were ``sg_start_epoch`` after ``cc_ramp_end_epoch``, the
   release's formula would exceed ``cc_weight``; amalib caps it at ``cc_weight``.)
 
-A term is *active* from its start
-epoch (it is computed and can be logged, and clustering is run) even when its ramped weight is
-still 0 — so the CC loss is visible at epoch 20 before it contributes.
+A term is *active* from its start epoch, even while its ramped weight is still 0: k-means runs
+from the first epoch at which CC or MA is active (:meth:`ObjectiveSchedule.needs_clustering`),
+so prototypes exist when a weight turns positive. The trainer computes (and logs) a term only
+at epochs where its weight is positive: at the start epoch of the linear CC ramp (weight 0)
+k-means runs but the CC loss is not yet computed.
 """
 
 from __future__ import annotations

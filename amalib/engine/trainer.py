@@ -803,9 +803,12 @@ class Trainer:
         (:func:`amalib.viz.curves.plot_training_curves`)."""
         if not self.history:
             return None
+        import math
+
         from amalib.viz.curves import plot_training_curves
 
-        fig = plot_training_curves(self.history, start=start, chance=chance)
+        log_k = math.log(int(self.cfg["model"]["out_dim"])) if self.mode == "ama" else None
+        fig = plot_training_curves(self.history, start=start, chance=chance, log_k=log_k)
         path = self.run_dir / "curves.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
         import matplotlib.pyplot as plt

@@ -45,8 +45,9 @@ class ClusterContrastLoss(nn.Module):
     After each call :attr:`last_stats` holds detached float32 0-d tensors for logging, on the
     features' device (reading them as numbers waits for the device, so the training step never does):
     ``kept_fraction`` (mean over granularities of the fraction of anchors kept),
-    ``kept_fraction_g{g}`` per granularity and ``mean_positives`` (mean number of positives per
-    kept anchor, averaged over granularities). :meth:`stats` returns them as floats.
+    ``kept_fraction_g{g}`` per granularity and ``mean_positives`` (mean number of positives of
+    a kept anchor, over every granularity's kept anchors: a granularity that keeps none does
+    not pull it to 0). :meth:`stats` returns them as floats.
 
     The step is free of host synchronisation. Cluster ids outside ``[0, K_g)`` raise a
     ``ValueError`` when ``cluster_ids`` is a CPU tensor (checked before it is copied to the
@@ -142,7 +143,8 @@ class ClusterContrastLoss(nn.Module):
 
         total = zero
         stats: dict[str, torch.Tensor] = {}
-        kept_fractions, mean_positives = [], []
+        kept_fractions = []
+        n_positives, n_kept = zero.detach(), zero.detach()  # over (anchor, granularity) pairs
         sample_mask = torch.ones(batch, batch, dtype=torch.bool, device=student_features.device)
         for g in range(n_gran):
             ids = cluster_ids[g]
@@ -162,9 +164,10 @@ class ClusterContrastLoss(nn.Module):
                 n_keep = keep.sum()  # an exact integer count, also for float16/bfloat16 features
             total = total + (-(kept * mean_log_prob_pos).sum() / n_keep.clamp_min(1))
             kept_fractions.append(n_keep.float() / batch)
-            mean_positives.append((n_pos * keep).sum().float() / n_keep.clamp_min(1))
+            n_positives = n_positives + (n_pos * keep).sum().float()
+            n_kept = n_kept + n_keep.float()
             stats[f"kept_fraction_g{g}"] = kept_fractions[-1]
         stats["kept_fraction"] = torch.stack(kept_fractions).mean()
-        stats["mean_positives"] = torch.stack(mean_positives).mean()
+        stats["mean_positives"] = n_positives / n_kept.clamp_min(1)
         self.last_stats = stats
         return total / n_gran

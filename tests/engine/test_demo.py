@@ -30,6 +30,9 @@ def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
     # the largest worker's (the tiny benchmark loads in the main process: none), wall time.
     assert 0.1 < written["peak_rss_gb"] < 8 and 0 <= written["peak_rss_worker_gb"] < 8
     assert written["wall_time_s"] > 0
+    import torch
+
+    assert written["torch_threads"] == torch.get_num_threads()
     # The starting backbone's report reuses the "before" evaluation's features.
     start = written["starting_backbone"]
     assert start["report"]["sketch->photo"] == pytest.approx(written["before"]["mAP@all"])

@@ -19,7 +19,7 @@ def reference_cluster_contrast(
     batch = teacher.shape[0]
     n_rows = student.shape[0]
     n_gran = cluster_ids.shape[0]
-    per_granularity, kept_fraction, mean_positives = [], [], []
+    per_granularity, kept_fraction, all_positives = [], [], []
     for g in range(n_gran):
         anchor_losses, n_positives = [], []
         for i in range(batch):
@@ -40,9 +40,10 @@ def reference_cluster_contrast(
                 n_positives.append(len(positives))
         kept_fraction.append(len(anchor_losses) / batch)
         per_granularity.append(sum(anchor_losses) / len(anchor_losses) if anchor_losses else 0.0)
-        mean_positives.append(sum(n_positives) / len(n_positives) if n_positives else 0.0)
+        all_positives += n_positives
+    # mean positives of a kept anchor, over the kept anchors of every granularity
     stats = {"kept_fraction": sum(kept_fraction) / n_gran,
-             "mean_positives": sum(mean_positives) / n_gran}
+             "mean_positives": sum(all_positives) / len(all_positives) if all_positives else 0.0}
     return sum(per_granularity) / n_gran, stats
 
 
