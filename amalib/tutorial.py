@@ -442,7 +442,7 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
         if state.get("config") == wanted and \
                 int(state.get("epoch", -1)) == int(wanted["train"]["epochs"]):
             backbone, cfg = load_trained_backbone(own)
-            log(f"loaded the notebooks' run {own.as_posix()} (epoch {state['epoch']})")
+            log(f"loaded the notebooks' run {own.as_posix()} (after {state['epoch']} epochs)")
             return backbone.to(profile.device), cfg, own
         log(f"{own.as_posix()} holds another run; it will be replaced")
     if candidates is None:

@@ -238,7 +238,7 @@ def test_load_or_train_trains_then_reuses_then_retrains_a_stale_run(in_tmp, tiny
 
     lines.clear()
     again, _, _ = tutorial.load_or_train(profile, log=lines.append)
-    assert lines == [f"loaded the notebooks' run {checkpoint.as_posix()} (epoch 2)"]
+    assert lines == [f"loaded the notebooks' run {checkpoint.as_posix()} (after 2 epochs)"]
     torch.testing.assert_close(again(x), first)
 
     # A run of another config in the notebooks' folder is replaced, not silently used.

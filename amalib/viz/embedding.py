@@ -47,11 +47,13 @@ def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarr
     classes = np.unique(labels)
     palette = class_palette(len(classes))
     for colour, c in zip(palette, classes):
-        for domain, marker, size in (("photo", "o", 10), ("sketch", "x", 14)):
+        for domain, marker, size in (("photo", "o", 18), ("sketch", "x", 16)):
             m = (labels == c) & (domains == domain)
             if m.any():
+                # photos: filled discs with a white rim, so overlapping ones stay countable
                 ax.scatter(points[m, 0], points[m, 1], s=size, marker=marker, color=colour,
-                           alpha=0.7, linewidths=0.8 if marker == "x" else 0)
+                           alpha=0.75, linewidths=0.9 if marker == "x" else 0.4,
+                           **({} if marker == "x" else {"edgecolors": "white"}))
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -74,6 +76,9 @@ def plot_umap(
 ):
     """One UMAP panel per model, e.g. ``{"before AMA": (...), "after AMA": (...)}``.
 
+    Each panel is its own UMAP fit: positions are not comparable across panels, only what is
+    near what within a panel. Panels of the same sizes show the same subsample of images.
+
     Args:
         embeddings: ``{title: (sketch_features, sketch_labels, photo_features, photo_labels)}``.
         class_names: Names by label id (legend when there are at most 12 classes).
@@ -89,10 +94,15 @@ def plot_umap(
                              squeeze=False)
     rng = np.random.default_rng(seed)
     handles = []
+    picked: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for ax, (title, (sf, sl, pf, pl)) in zip(axes[0], embeddings.items()):
         sf, sl, pf, pl = map(_numpy, (sf, sl, pf, pl))
-        si = rng.permutation(len(sf))[:max_per_domain]
-        pi = rng.permutation(len(pf))[:max_per_domain]
+        # The same subsample in every panel of the same sizes (e.g. before and after training),
+        # so that the panels show the same images.
+        if (len(sf), len(pf)) not in picked:
+            picked[len(sf), len(pf)] = (rng.permutation(len(sf))[:max_per_domain],
+                                        rng.permutation(len(pf))[:max_per_domain])
+        si, pi = picked[len(sf), len(pf)]
         feats = np.concatenate([sf[si], pf[pi]])
         labels = np.concatenate([sl[si], pl[pi]])
         domains = np.array(["sketch"] * len(si) + ["photo"] * len(pi))

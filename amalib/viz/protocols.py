@@ -107,7 +107,7 @@ def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None
     import matplotlib.pyplot as plt
 
     rows = list(rows)[: n or None]
-    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.3 * len(rows)))
+    fig, ax = plt.subplots(figsize=(5.5, 1.4 + 0.3 * len(rows)))
     y = np.arange(len(rows))
     ap = [r["AP"] for r in rows]
     ax.barh(y, ap, color="#4575b4", label="AP")
@@ -122,8 +122,10 @@ def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None
                    label=f"{reference_label} (mean {float(np.mean(ref)):.3f})")
     ax.set(xlabel="AP@all (mean over the class's queries)",
            ylabel="query class (queries)", xlim=(0, 1), title=title or "AP per class")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    # The legend goes under the axes (it covers no bar): a strip of 0.35 in kept free for it.
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+              bbox_transform=fig.transFigure, ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     return fig
 
 

@@ -52,7 +52,7 @@ def plot_retrieval_grid(
         name = ""
         if query_labels is not None and class_names is not None:
             name = class_names[int(query_labels[row])]
-        ax.set_title(f"query\n{name}", fontsize=7)
+        ax.set_title(f"query\n{name}", fontsize=9)
         for col in range(k):
             ax = axes[row, col + 1]
             j = int(ranked[row, col])
@@ -102,7 +102,9 @@ def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
     """Overlay precision–recall curves, e.g. before and after AMA.
 
     Each curve gets its own colour, line style and marker (a curve drawn first stays visible
-    where a later one covers it); ``chance`` (the class share) is drawn as a dotted line.
+    where a later one covers it); ``chance`` (the class share R/G: a random ranking's precision
+before interpolation; interpolation lifts a random ranking above it at low recall) is drawn as
+a dotted line.
     """
     import matplotlib.pyplot as plt
 
@@ -114,7 +116,7 @@ def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
         ax.plot(recall, precision, label=name, lw=2, markevery=every, markersize=5,
                 **styles[i % len(styles)])
     if chance is not None:
-        ax.axhline(chance, color="k", ls=":", lw=1, label=f"random ranking ({chance:.2f})")
+        ax.axhline(chance, color="k", ls=":", lw=1, label=f"class share R/G ({chance:.2f})")
     ax.set(xlabel="recall", ylabel="mean interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
            title="precision–recall, unseen classes")
     ax.legend()

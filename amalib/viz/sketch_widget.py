@@ -170,15 +170,15 @@ def plot_sketch_query(result, *, strokes=None, canvas_size: int | None = None, t
             ax.plot(line[:, 0], line[:, 1], color="black", lw=1.2, solid_capstyle="round")
         side = canvas_size or 256
         ax.set(xlim=(0, side), ylim=(side, 0), aspect="equal")
-        ax.set_title("strokes", fontsize=7)
+        ax.set_title("strokes", fontsize=9)
     ax = axes[lead - 1]
     ax.imshow(np.asarray(result.image))
     name = result.class_name(result.query_label)
-    ax.set_title(f"sketch\n{name}" if name else "sketch", fontsize=7)
+    ax.set_title(f"sketch\n{name}" if name else "sketch", fontsize=9)
     for rank in range(k):
         ax = axes[lead + rank]
         ax.imshow(_open_rgb(result.paths[rank]))
-        ax.set_title(f"{rank + 1} · {result.scores[rank]:.3f}", fontsize=7)
+        ax.set_title(f"{rank + 1} · {result.scores[rank]:.3f}", fontsize=9)
         if result.hits is not None:
             frame_hit(ax, bool(result.hits[rank]))
     for ax in axes:

@@ -44,5 +44,9 @@ def test_plot_umap_titles_say_what_is_subsampled_and_one_legend(monkeypatch):
     assert titles == ["before\n(20 of 20 sketches, 25 of 30 photos)",
                       "after\n(20 of 20 sketches, 25 of 30 photos)"]
     assert all(ax.get_legend() is None for ax in fig.axes)
+    # Both panels draw the same 20 + 25 images (the same subsample, the same stand-in map).
+    offsets = [np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+               for ax in fig.axes]
+    assert sorted(map(tuple, offsets[0])) == sorted(map(tuple, offsets[1]))
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == ["photo", "sketch", "a", "b"]
