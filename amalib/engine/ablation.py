@@ -304,7 +304,8 @@ def format_ablation(table: dict) -> str:
             # One run has no spread to report: its value alone, not "± 0".
             cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1
                          else f"{values[0]:.4f}")
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        seeds = "–" if list(runs) == ["-"] else str(len(runs))  # an untrained row has no seed
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
     closed = gap_closed(table)
     if closed is not None:
         lines.append(f"\nAMA closes {closed:.0%} of the starting backbone -> oracle gap in "

@@ -80,12 +80,14 @@ def test_load_ablation_results_rejects_another_file(tmp_path):
 
 def test_format_ablation_mean_and_sample_std():
     runs = {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.3)}
-    text = format_ablation({"A": runs, "B": {"-": dict.fromkeys(METRIC_KEYS, 0.25)}})
+    text = format_ablation({"A": runs, "B": {"-": dict.fromkeys(METRIC_KEYS, 0.25)},
+                            "C": {"2": dict.fromkeys(METRIC_KEYS, 0.5)}})
     lines = text.splitlines()
     assert lines[0].startswith("| variant | seeds | mAP@all")
     # mean 0.2, sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.1414
     assert lines[2] == "| A | 2 | " + " | ".join(["0.2000 ± 0.1414"] * 4) + " |"
-    assert lines[3] == "| B | 1 | " + " | ".join(["0.2500"] * 4) + " |"
+    assert lines[3] == "| B | – | " + " | ".join(["0.2500"] * 4) + " |"  # untrained: no seed
+    assert lines[4] == "| C | 1 | " + " | ".join(["0.5000"] * 4) + " |"
 
 
 def test_ablation_variants_only_switch_terms():
