@@ -157,7 +157,9 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     # holds the resolved config (seed aside) that the table was made with.
     config_file = out / "ablation_config.json"
     resolved = _comparable(base)
-    if config_file.exists() and json.loads(config_file.read_text()) != resolved:
+    # (_comparable again on the file: one written before a rule of the comparison changed
+    # still compares under today's rules.)
+    if config_file.exists() and _comparable(json.loads(config_file.read_text())) != resolved:
         raise ConfigError(f"{out} holds an ablation made with another config (see "
                           f"{config_file}); choose another --out or delete it")
     config_file.write_text(json.dumps(resolved, indent=2))

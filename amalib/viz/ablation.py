@@ -29,12 +29,13 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     colours = ["#7f7f7f" if n.startswith("starting") else "#9467bd" if n.startswith("oracle")
                else "#1f77b4" for n in names]
     ax.barh(y, [v.mean() for v in values], color=colours, alpha=0.8, height=0.6)
-    for yi, v in zip(y, values):
+    for yi, v, name in zip(y, values, names):
         ax.plot(v, np.full(len(v), yi), "k.", ms=6)
-        seeds = "1 run" if len(v) == 1 else f"mean of {len(v)} seeds"
+        seeds = ("no training" if list(table[name]) == ["-"] else
+                 "1 run" if len(v) == 1 else f"mean of {len(v)} seeds")
         ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
     if chance is not None:
-        ax.axvline(chance, color="k", ls=":", lw=1, label=f"random ranking ({chance:.3f})")
+        ax.axvline(chance, color="k", ls=":", lw=1, label=f"chance: random ranking ({chance:.3f})")
         ax.legend(fontsize=8, loc="upper right")
     short = [n.split(":")[0].split(" (")[0] for n in names]
     ax.set_yticks(y, short, fontsize=8)

@@ -201,6 +201,12 @@ def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp
         _fake_demo(tmp_path / f"demo_s{seed}", cfg, dict.fromkeys(METRIC_KEYS, 0.1 * (seed + 1)))
     monkeypatch.setattr("amalib.engine.trainer.Trainer.fit",
                         lambda self: pytest.fail("the AMA row was trained"))
+    # A table started before data.root left the comparison (its config file still holds it)
+    # is continued, not refused.
+    (tmp_path / "a").mkdir()
+    stored = json.loads(json.dumps(load_config("mini", overrides), default=str))
+    stored["train"].pop("seed")
+    (tmp_path / "a" / "ablation_config.json").write_text(json.dumps(stored))
     table = run_ablation(tmp_path / "a", seeds=(0, 1), overrides=overrides, rows=("ama",),
                          ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
     assert table[AMA] == {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.2)}
@@ -247,6 +253,9 @@ def test_plot_ablation_draws_one_bar_per_row_and_every_seed():
     n_runs = sum(len(runs) for runs in table.values())
     dots = [line for line in ax.lines if line.get_marker() == "."]
     assert sum(len(line.get_xdata()) for line in dots) == n_runs
+    notes = [t.get_text() for t in ax.texts]
+    assert any(n.endswith("(no training)") for n in notes)  # the starting backbone's bar
+    assert sum(n.endswith("(mean of 3 seeds)") for n in notes) == len(table) - 1
     plt.close(fig)
 
 
