@@ -246,7 +246,7 @@ def _cmd_eval(args) -> int:
 
 def _format_protocol(benchmark: str, result: dict, hardest: int) -> str:
     """The lines `amalib eval` prints for one protocol."""
-    keys = ("mAP@all", "mAP@200", "P@100", "P@200")
+    from amalib.metrics import METRIC_KEYS as keys
     lines = [f"{benchmark} {result['protocol']} ({result['ap']} AP, {result['n_used']} queries, "
              f"{result['n_excluded']} excluded, {result['n_gallery']} in the gallery): "
              + "  ".join(f"{k} {result[k]:.4f}" for k in keys)]

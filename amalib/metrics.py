@@ -633,6 +633,8 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
         s, i = _stable_top_k(scores, k)
         values[rows], indices[rows] = s.cpu().numpy(), i.cpu().numpy()
     return indices, values
+
+
 def _expected_plain_ap(n_gallery: int, n_relevant: int, top: int | None = None) -> float:
     """Exact expectation of non-interpolated AP (or AP@top) of a uniformly random ranking.
 

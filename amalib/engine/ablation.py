@@ -24,6 +24,8 @@ __all__ = ["ABLATIONS", "AMA", "ORACLE", "PACKAGED_RESULTS", "RESULTS_NAME", "RO
 STARTING_BACKBONE = "starting backbone (no AMA training)"
 AMA = "SD + CC + MA + SG (AMA)"
 ORACLE = "oracle: seen-class labels, same steps (supervised ceiling, not AMA)"
+#: The seed key of a row that trains nothing (the starting backbone): it has no seed.
+UNTRAINED = "-"
 
 # Each variant switches terms off through the config (loss.schedule.use_*), nothing else.
 ABLATIONS: dict[str, list[str]] = {
@@ -130,7 +132,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     """Train every variant for every seed; returns ``{variant: {seed: final metrics}}``.
 
     The first row, :data:`STARTING_BACKBONE`, is the configured backbone evaluated before any
-    training (seed ``"-"``): the baseline every variant is compared with. Results are also
+    training (seed :data:`UNTRAINED`, ``"-"``): the baseline every variant is compared with. Results are also
     written to ``<out>/ablation.json``; finished runs found there are reused, so an interrupted
     ablation continues where it stopped. ``rows`` (keys of :data:`ROWS`) limits which trained
     rows run, e.g. ``("oracle",)``; rows already in ``ablation.json`` stay in the table.
@@ -171,7 +173,7 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
         trainer = Trainer(cfg, out / "starting_backbone", progress=progress,
                           log=lambda _line: None)
         log(f"ablation: {STARTING_BACKBONE} ({trainer.pretrained or 'random init'})")
-        table = _record(table_file, STARTING_BACKBONE, "-", trainer.evaluate())
+        table = _record(table_file, STARTING_BACKBONE, UNTRAINED, trainer.evaluate())
     for name, switches in ABLATIONS.items():
         if name not in wanted:
             continue
@@ -212,7 +214,7 @@ def ablation_results(table: dict, *, config: str, overrides=(), epochs: int,
         ``{row: {seed: {metric: value}}}`` as returned by :func:`run_ablation`, ``command`` the
         ``amalib ablate`` line that regenerates it.
     """
-    seeds = sorted({s for runs in table.values() for s in runs if s != "-"}, key=int)
+    seeds = sorted({s for runs in table.values() for s in runs if s != UNTRAINED}, key=int)
     command = (f"amalib ablate --config {config} --out {Path(out).as_posix()} --seeds "
                + " ".join(seeds) + "".join(f" --set {o}" for o in overrides))
     return {"config": str(config), "overrides": list(overrides), "epochs": int(epochs),
@@ -306,7 +308,7 @@ def format_ablation(table: dict) -> str:
             # One run has no spread to report: its value alone, not "± 0".
             cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1
                          else f"{values[0]:.4f}")
-        seeds = "–" if list(runs) == ["-"] else str(len(runs))  # an untrained row has no seed
+        seeds = "–" if list(runs) == [UNTRAINED] else str(len(runs))
         lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
     closed = gap_closed(table)
     if closed is not None:

@@ -168,16 +168,16 @@ def adapt_batch_norm(backbone: nn.Module, batches) -> nn.Module:
     """
     import torch
 
-    from amalib.models.wrapper import group_consecutive_resolutions
+    from amalib.models.wrapper import MultiCropWrapper
 
     device = next(backbone.parameters()).device
+    # The student's own forward over the crops (one call per run of one resolution), headless.
+    forward = MultiCropWrapper(backbone, nn.Identity()).forward_backbone
     backbone.train()
     with torch.no_grad():
         for batch in batches:
-            crops = [torch.cat([s, p]).to(device)
-                     for s, p in zip(batch["sketch"][0], batch["photo"][0])]
-            for start, end in group_consecutive_resolutions(crops):
-                backbone(torch.cat(crops[start:end]))
+            forward([torch.cat([s, p]).to(device)
+                     for s, p in zip(batch["sketch"][0], batch["photo"][0])])
     return backbone.eval()
 
 

@@ -269,9 +269,10 @@ def embed_images(backbone: nn.Module, transform, images, *, device="cpu",
         if isinstance(item, Path) and not item.is_file():
             raise FileNotFoundError(f"image not found: {item}")
     out = []
-    for start in range(0, len(items), batch_size):
-        batch = torch.stack([transform(im.convert("RGB") if isinstance(im, Image.Image)
-                                       else load_rgb(im))
-                             for im in items[start:start + batch_size]])
-        out.append(backbone(batch.to(device)).float().cpu())
+    with torch.no_grad():  # features only: no autograd graph for the queries
+        for start in range(0, len(items), batch_size):
+            batch = torch.stack([transform(im.convert("RGB") if isinstance(im, Image.Image)
+                                           else load_rgb(im))
+                                 for im in items[start:start + batch_size]])
+            out.append(backbone(batch.to(device)).float().cpu())
     return torch.nn.functional.normalize(torch.cat(out), dim=1)

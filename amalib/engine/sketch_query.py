@@ -179,16 +179,16 @@ def encode_image(model: nn.Module, image, transform) -> torch.Tensor:
 
     Runs ``model`` in eval mode on the device of its parameters and restores its mode after.
     """
-    x = transform(image.convert("RGB"))[None]
+    from amalib.engine.gallery import embed_images  # the path `amalib retrieve` embeds with
+
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:
-        out = model(x.to(device))
+        return embed_images(model, transform, [image], device=device)[0]
     finally:
         model.train(was_training)
-    return torch.nn.functional.normalize(out.float(), dim=1)[0].cpu()
 
 
 def query_image(model: nn.Module, image, gallery: PhotoGallery, *, transform, k: int = 8,

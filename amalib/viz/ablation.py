@@ -22,6 +22,8 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     """
     import matplotlib.pyplot as plt
 
+    from amalib.engine.ablation import UNTRAINED
+
     names = list(table)
     values = [np.array([r[metric] for r in table[n].values()]) for n in names]
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(names) + 1.4))
@@ -31,7 +33,7 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     ax.barh(y, [v.mean() for v in values], color=colours, alpha=0.8, height=0.6)
     for yi, v, name in zip(y, values, names):
         ax.plot(v, np.full(len(v), yi), "k.", ms=6)
-        seeds = ("no training" if list(table[name]) == ["-"] else
+        seeds = ("no training" if list(table[name]) == [UNTRAINED] else
                  "1 run" if len(v) == 1 else f"mean of {len(v)} seeds")
         ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
     if chance is not None:

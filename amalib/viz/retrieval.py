@@ -103,8 +103,8 @@ def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
 
     Each curve gets its own colour, line style and marker (a curve drawn first stays visible
     where a later one covers it); ``chance`` (the class share R/G: a random ranking's precision
-before interpolation; interpolation lifts a random ranking above it at low recall) is drawn as
-a dotted line.
+    before interpolation; interpolation lifts a random ranking above it at low recall) is drawn
+    as a dotted line.
     """
     import matplotlib.pyplot as plt
 

@@ -50,7 +50,7 @@ MODE_VARIABLE = "AMALIB_SKETCH_PAD"
 #: The static example's drawing (:data:`amalib.data.strokes.EXAMPLE_SKETCHES`).
 DEFAULT_EXAMPLE = "ellipse_hole"
 
-_HIT, _MISS, _UNKNOWN = HIT_COLOUR, MISS_COLOUR, "#bbbbbb"
+_UNKNOWN = "#bbbbbb"  # the frame of a photo when the drawing's class is not set
 _NOT_KNOWN = -1
 
 
@@ -233,7 +233,7 @@ def results_html(result, *, thumbnail_px: int = 88, thumbnails: dict | None = No
             with Image.open(path) as im:
                 cache[path] = _data_uri(im, 2 * thumbnail_px)
         label = None if result.labels is None else int(result.labels[rank])
-        border = _UNKNOWN if result.hits is None else (_HIT if result.hits[rank] else _MISS)
+        border = _UNKNOWN if result.hits is None else (HIT_COLOUR if result.hits[rank] else MISS_COLOUR)
         mark = "" if result.hits is None else ("✓ " if result.hits[rank] else "✗ ")
         caption = f"{mark}{rank + 1} · {result.scores[rank]:.3f}"
         if label is not None:
@@ -470,7 +470,7 @@ class SketchPad:
                 query_label=self.query_label, image_size=self.image_size,
                 canvas_size=self.canvas_size)
         except Exception as err:  # shown in the pad: a callback's traceback would be hidden
-            self.status.value = f'<span style="color:{_MISS}">error: {html.escape(str(err))}</span>'
+            self.status.value = f'<span style="color:{MISS_COLOUR}">error: {html.escape(str(err))}</span>'
             raise
         self.results.value = results_html(self.result, thumbnail_px=self.thumbnail_px,
                                           thumbnails=self._thumbnails)
