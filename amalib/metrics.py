@@ -23,6 +23,28 @@ Ties in score are broken by gallery order (a stable sort): of two equally scored
 listed first in the gallery ranks first. Queries whose class has no photo in the gallery are
 excluded from every mean and counted in ``n_excluded``.
 
+**Scores that do not depend on how they are computed.** A tie-break by gallery order means
+something only if equal scores come out equal. A float32 matrix product does not promise that:
+two exactly tied products can differ by an ulp depending on how many rows the product had (the
+chunk size), the thread count and the CPU's kernels (AVX-512, AVX2, SSE), so the tie order, and
+with it top-k lists and the metrics, would move with them. amalib therefore scores on a fixed
+grid (:func:`cosine_scores`):
+
+1. each feature row is normalised in float64 with a fixed-order sum of squares (a pairwise tree
+   of elementwise additions, each correctly rounded, so no SIMD width or thread count can change
+   it) and its components are rounded to multiples of ``2**-26``;
+2. the scores are the products of those integer grids in float64: every product and every
+   partial sum is an integer below ``2**53``, so the matrix product is **exact** whatever the
+   BLAS, its blocking, FMA, threads, chunk size or device;
+3. each exact score is rounded once to float32 (correctly rounded: the same everywhere).
+
+The result is a function of the input features alone: the same scores, rankings, top-k lists and
+metric values on every machine, chunk size and thread count. The grid moves a cosine by at most
+about ``√D · 2**-27`` (far below what separates two photos in practice), and the float64 product
+costs about twice a float32 one (``benchmarks/bench_metrics.py``). Features computed by a
+network are another matter: a model's forward pass itself differs by ulps across CPUs and batch
+sizes, so two machines compare the same only when given the same features.
+
 The score matrix is never materialised whole: queries are processed in chunks on the device of the
 features (CPU or CUDA), so a QuickDraw-sized evaluation (92,291 × 54,151) fits in a few GB. Nor is
 any ranking: every metric depends only on the ranks of a query's relevant items, which are found
@@ -34,6 +56,7 @@ See ``notebooks/06_retrieval_evaluation.ipynb`` for plots of these metrics.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import Literal
@@ -42,12 +65,19 @@ import numpy as np
 import torch
 
 __all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "chance_levels", "top_k",
-           "METRIC_KEYS"]
+           "cosine_scores", "grid_features", "METRIC_KEYS"]
 
 APConvention = Literal["interpolated", "sklearn"]
 METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
 _TOP = 200
 _PRECISION_KS = (100, 200)
+#: Unit-norm feature components are rounded to multiples of ``2**-GRID_BITS`` before scoring.
+#: With |component| <= 1 every grid value is an integer of at most 26 bits, so a dot product of
+#: two grid rows and every partial sum of it is an integer below ``2**53`` (Cauchy-Schwarz bounds
+#: them by the product of the rows' norms, about ``2**52``): float64 holds them exactly.
+GRID_BITS = 26
+_GRID = float(2**GRID_BITS)
+_SCORE_SCALE = 2.0 ** (-2 * GRID_BITS)
 
 
 def _as_tensor(x, name: str, *, dtype=None, device=None) -> torch.Tensor:
@@ -85,6 +115,78 @@ def _check_labels(labels, n: int, name: str, features_name: str, device) -> torc
 def _check_ap(ap: str) -> None:
     if ap not in ("interpolated", "sklearn"):
         raise ValueError(f"ap must be 'interpolated' or 'sklearn', got {ap!r}")
+
+
+def _fixed_order_row_sums(v: torch.Tensor) -> torch.Tensor:
+    """Sum of each row of ``v`` by one fixed pairwise tree of elementwise additions.
+
+    ``v.sum(dim=1)`` adds in an order that depends on the SIMD width and the thread count; an
+    elementwise addition is correctly rounded on every CPU and GPU, so this tree gives the same
+    bits everywhere.
+    """
+    while v.shape[1] > 1:
+        half = v.shape[1] // 2
+        pairs = v[:, :half] + v[:, half:2 * half]
+        v = torch.cat([pairs, v[:, 2 * half:]], dim=1) if v.shape[1] % 2 else pairs
+    return v[:, 0]
+
+
+def grid_features(features: torch.Tensor) -> torch.Tensor:
+    """Rows of ``features`` at unit L2 norm on the grid of multiples of ``2**-GRID_BITS``.
+
+    Returns the grid numerators: a float64 tensor of integers in ``[-2**26, 2**26]`` on the
+    device of ``features``; ``grid / 2**GRID_BITS`` is the normalised row. The same bits on
+    every machine (see the module docstring). A zero row stays zero.
+    """
+    x = features.to(torch.float64)
+    if x.shape[1] == 0:
+        return x
+    norm = torch.sqrt(_fixed_order_row_sums(x * x)).clamp_min(1e-12)
+    return torch.round(x / norm[:, None] * _GRID)
+
+
+def _grid_device(device: torch.device | str) -> torch.device:
+    """Where the float64 grid product can run: MPS has no float64, so it runs on the CPU."""
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _grid_scores(q_grid: torch.Tensor, g_grid_t: torch.Tensor, out: torch.Tensor | None = None,
+                 work: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 cosine scores of grid rows: the exact float64 product, rounded once.
+
+    Args:
+        q_grid: ``(q, D)`` grid numerators (:func:`grid_features`).
+        g_grid_t: ``(D, G)`` the gallery's, transposed.
+        out: optional ``(q, G)`` float32 buffer; work: optional ``(q, G)`` float64 buffer.
+    """
+    if work is None:
+        work = torch.matmul(q_grid, g_grid_t)
+    else:
+        torch.matmul(q_grid, g_grid_t, out=work)
+    if out is None:
+        out = torch.empty(work.shape, dtype=torch.float32, device=work.device)
+    out.copy_(work)  # one correctly rounded conversion of an exact integer
+    return out.mul_(_SCORE_SCALE)  # a power of two: exact
+
+
+def cosine_scores(query_features, gallery_features) -> torch.Tensor:
+    """``(Q, G)`` float32 cosine similarities, the same bits on every machine.
+
+    The scores every ranking in amalib uses (metrics, :func:`top_k`, the gallery index's exact
+    search): features are normalised and rounded to a grid, multiplied exactly and rounded once
+    (see the module docstring). For a whole test set use :func:`evaluate_retrieval` or
+    :func:`top_k`, which never hold the full matrix.
+    """
+    q = _as_tensor(query_features, "query_features")
+    g = _as_tensor(gallery_features, "gallery_features")
+    if q.ndim == 1:
+        q = q[None]
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
+                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    device = _grid_device(q.device)
+    return _grid_scores(grid_features(q.to(device)), grid_features(g.to(device)).T)
 
 
 def _sorted_relevance(
@@ -338,7 +440,8 @@ def _ranking_metrics(
         if ap == "interpolated":
             # Precision envelope: the running maximum of precision taken from the right.
             prec = torch.where(in_list, _envelope(prec), 0.0)
-        return prec.sum(dim=1) / denom
+        # A fixed-order sum: the same bits whatever the SIMD width (and so the chunk or CPU).
+        return _fixed_order_row_sums(prec) / denom
 
     top = min(_TOP, n_gallery)
     # Ranks ascend along a row, so the hits inside the top list are among its first ``top``.
@@ -367,7 +470,9 @@ def _evaluate_chunks(
     # by_class[starts[k] : starts[k] + counts[k]].
     by_class = torch.argsort(gallery_labels, stable=True)
     starts = torch.cumsum(counts, 0) - counts
-    sums = {key: torch.zeros((), dtype=torch.float64, device=device) for key in METRIC_KEYS}
+    # Per-query values of the scored queries; their mean is one correctly rounded sum at the end
+    # (math.fsum), so it does not depend on how the queries were chunked.
+    kept_values: dict[str, list[np.ndarray]] = {key: [] for key in METRIC_KEYS}
     per_query_values = {key: [] for key in METRIC_KEYS}
     workspace: dict = {}
     n_used = 0
@@ -388,7 +493,7 @@ def _evaluate_chunks(
             kept = (scores, labels) if bool(keep.all()) else (scores[keep], labels[keep])
             metrics = _ranking_metrics(*kept, gallery_labels, columns, valid, ap, workspace)
             for key in METRIC_KEYS:
-                sums[key] += metrics[key].sum()
+                kept_values[key].append(metrics[key].cpu().numpy())
                 if per_query:
                     values[key][keep] = metrics[key]
             n_used += int(keep.sum())
@@ -397,7 +502,8 @@ def _evaluate_chunks(
                 per_query_values[key].append(values[key].cpu())
     n_queries = len(query_labels)
     result: dict = {
-        key: (float(sums[key]) / n_used if n_used else 0.0) for key in METRIC_KEYS
+        key: (math.fsum(np.concatenate(kept_values[key]).tolist()) / n_used if n_used else 0.0)
+        for key in METRIC_KEYS
     }
     result.update(
         n_queries=n_queries,
@@ -440,9 +546,10 @@ def evaluate_retrieval(
 ) -> dict:
     """Retrieval metrics of query features against gallery features, by cosine similarity.
 
-    Features are L2-normalised here; scores are computed chunk by chunk of queries on ``device``
-    (default: the device of ``query_features`` when it is a tensor, else the CPU), so the full
-    ``(Q, G)`` score matrix never exists at once.
+    Features are L2-normalised here and scored as :func:`cosine_scores` does, chunk by chunk of
+    queries on ``device`` (default: the device of ``query_features`` when it is a tensor, else the
+    CPU), so the full ``(Q, G)`` score matrix never exists at once. The result does not depend on
+    ``chunk_size``, the thread count or the CPU (see the module docstring).
 
     Args:
         query_features: ``(Q, D)`` numpy array or tensor (sketch embeddings).
@@ -492,9 +599,9 @@ def evaluate_retrieval(
             raise ValueError(f"{name} has non-finite values (NaN or inf) in {bad} rows")
     ql = _check_labels(query_labels, q.shape[0], "query_labels", "query_features", device)
     gl = _check_labels(gallery_labels, g.shape[0], "gallery_labels", "gallery_features", device)
-    compute_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    q = torch.nn.functional.normalize(q.to(compute_dtype), dim=1)
-    g = torch.nn.functional.normalize(g.to(compute_dtype), dim=1)
+    grid_device = _grid_device(q.device)
+    q, g = grid_features(q.to(grid_device)), grid_features(g.to(grid_device))
+    ql, gl = ql.to(grid_device), gl.to(grid_device)
     chunk_size = chunk_size or _default_chunk_size(g.shape[0])
     rows = _chunk_rows(q.shape[0], chunk_size)
     if progress is not None:
@@ -502,14 +609,19 @@ def evaluate_retrieval(
     return _evaluate_chunks(_score_chunks(q, g, rows, chunk_size), ql, gl, ap, per_query)
 
 
-def _score_chunks(q: torch.Tensor, g: torch.Tensor, rows, chunk_size: int):
-    """``(rows, q[rows] @ g.T)`` chunk by chunk, all written into one reused buffer."""
-    buffer = torch.empty((min(chunk_size, len(q)), len(g)), dtype=q.dtype, device=q.device)
-    g_t = g.T
+def _score_chunks(q_grid: torch.Tensor, g_grid: torch.Tensor, rows, chunk_size: int):
+    """``(rows, scores of q[rows] against g)`` chunk by chunk, in reused buffers.
+
+    ``q_grid`` and ``g_grid`` are :func:`grid_features`; the scores are :func:`cosine_scores`'s,
+    so they do not depend on ``chunk_size``.
+    """
+    shape = (min(chunk_size, len(q_grid)), len(g_grid))
+    buffer = torch.empty(shape, dtype=torch.float32, device=q_grid.device)
+    work = torch.empty(shape, dtype=torch.float64, device=q_grid.device)
+    g_t = g_grid.T
     for r in rows:
-        out = buffer[: r.stop - r.start]
-        torch.matmul(q[r], g_t, out=out)
-        yield r, out
+        n = r.stop - r.start
+        yield r, _grid_scores(q_grid[r], g_t, out=buffer[:n], work=work[:n])
 
 
 def evaluate_scores(
@@ -594,9 +706,10 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
           device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the ``k`` best gallery items for each query.
 
-    Features are L2-normalised here and scored chunk by chunk of queries, as in
+    Features are scored chunk by chunk of queries with :func:`cosine_scores`'s exact scores, as in
     :func:`evaluate_retrieval`; of equally scored items the one listed first in the gallery ranks
-    first, so the lists agree with the rankings the metrics score.
+    first, so the lists agree with the rankings the metrics score, and they are the same whatever
+    ``chunk_size``, the thread count or the CPU.
 
     Args:
         query_features: ``(Q, D)`` numpy array or tensor.
@@ -615,16 +728,16 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
         raise ValueError(f"k must be at least 1, got {k}")
     if device is None:
         device = query_features.device if isinstance(query_features, torch.Tensor) else "cpu"
-    q = _as_tensor(query_features, "query_features", device=device).float()
-    g = _as_tensor(gallery_features, "gallery_features", device=device).float()
+    q = _as_tensor(query_features, "query_features", device=device)
+    g = _as_tensor(gallery_features, "gallery_features", device=device)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
                          f"{tuple(g.shape)} must be (n, dim) with the same dim")
     for name, t in (("query_features", q), ("gallery_features", g)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} has non-finite values (NaN or inf)")
-    q = torch.nn.functional.normalize(q, dim=1)
-    g = torch.nn.functional.normalize(g, dim=1)
+    grid_device = _grid_device(q.device)
+    q, g = grid_features(q.to(grid_device)), grid_features(g.to(grid_device))
     k = min(k, len(g))
     chunk_size = chunk_size or _default_chunk_size(len(g))
     indices = np.empty((len(q), k), dtype=np.int64)

@@ -357,22 +357,158 @@ def test_top_k_breaks_ties_by_gallery_order_like_the_metrics():
     assert idx.tolist() == [[1, 3, 0, 2, 4]]
 
 
-@pytest.mark.parametrize("k, chunk_size", [(1, None), (3, 2), (7, 5), (40, 3)])
-def test_top_k_equals_a_stable_sort_of_each_row(k, chunk_size):
-    rng = np.random.default_rng(0)
-    # Few distinct values: many ties, inside and at the edge of the top k.
-    q = rng.integers(-2, 3, (9, 4)).astype(np.float32) + 0.5
-    g = rng.integers(-1, 2, (30, 4)).astype(np.float32)
-    g[g.sum(1) == 0, 0] = 1  # no zero rows
+def plain_grid_row(row) -> list[int]:
+    """One feature row on the scoring grid, the plain way: a pairwise tree of Python float
+    additions for the squared norm, Python's round (half to even, as torch.round)."""
+    values = [float(x) for x in row]
+    squares = [x * x for x in values]
+    while len(squares) > 1:
+        half = len(squares) // 2
+        squares = [squares[i] + squares[half + i] for i in range(half)] + squares[2 * half:]
+    norm = max(math.sqrt(squares[0]), 1e-12)
+    return [round(x / norm * 2**metrics_module.GRID_BITS) for x in values]
+
+
+def plain_scores(q, g) -> np.ndarray:
+    """Exact integer dot products of the grid rows (Python ints), rounded once to float32."""
+    qg, gg = [plain_grid_row(r) for r in q], [plain_grid_row(r) for r in g]
+    scale = 2.0 ** (-2 * metrics_module.GRID_BITS)
+    return np.array([[np.float32(sum(a * b for a, b in zip(x, y)) * scale) for y in gg]
+                     for x in qg], dtype=np.float32)
+
+
+def tie_heavy_features(seed: int = 0, n_query: int = 37, n_gallery: int = 211, dim: int = 6):
+    """Features with a few integer values: many scores tie exactly in exact arithmetic (the
+    case of duplicated photos or quantised features), plus exact duplicate gallery rows."""
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-2, 3, (n_query, dim)).astype(np.float32) + 0.5
+    g = rng.integers(-1, 2, (n_gallery, dim)).astype(np.float32)
+    g[np.abs(g).sum(1) == 0, 0] = 1  # no zero rows
+    g[1::7] = g[0]  # duplicates of one photo, spread through the gallery
+    return q, rng.integers(0, 5, n_query), g, rng.integers(0, 5, n_gallery)
+
+
+def test_fixed_order_row_sums_are_a_pairwise_tree():
+    rng = np.random.default_rng(1)
+    for dim in (1, 2, 3, 7, 64, 384, 385):
+        x = rng.standard_normal((5, dim))
+        got = metrics_module._fixed_order_row_sums(torch.from_numpy(x))
+        for i in range(5):
+            values = x[i].tolist()
+            while len(values) > 1:
+                half = len(values) // 2
+                values = [values[j] + values[half + j] for j in range(half)] + values[2 * half:]
+            assert got[i].item() == values[0]  # bit for bit
+
+
+@pytest.mark.parametrize("make", ["random", "tie-heavy", "scaled"])
+def test_cosine_scores_equal_the_plain_exact_computation(make):
+    rng = np.random.default_rng(2)
+    if make == "random":
+        q, g = rng.standard_normal((6, 48)).astype(np.float32), rng.standard_normal((23, 48))
+    elif make == "tie-heavy":
+        q, _, g, _ = tie_heavy_features(n_query=6, n_gallery=40)
+    else:  # a norm far from 1 and a zero row
+        q = rng.standard_normal((4, 10)).astype(np.float32) * 1e4
+        g = rng.standard_normal((9, 10)).astype(np.float32) * 1e-3
+        g[3] = 0
+    got = metrics_module.cosine_scores(q, g).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, plain_scores(q, g))  # bit for bit, not approximately
+
+
+def test_grid_product_is_exact_at_a_real_feature_size():
+    """768-d rows: the float64 BLAS product of the grids equals Python's integer products."""
+    rng = np.random.default_rng(3)
+    q = metrics_module.grid_features(torch.from_numpy(rng.standard_normal((3, 768))))
+    g = metrics_module.grid_features(torch.from_numpy(rng.standard_normal((5, 768))))
+    assert q.abs().max() <= 2**metrics_module.GRID_BITS
+    product = (q @ g.T).tolist()
+    for i in range(3):
+        for j in range(5):
+            exact = sum(int(a) * int(b) for a, b in zip(q[i].tolist(), g[j].tolist()))
+            assert product[i][j] == exact
+
+
+@pytest.mark.parametrize("k, chunk_size", [(1, None), (3, 2), (7, 5), (40, 3), (40, 1)])
+def test_top_k_equals_a_stable_sort_of_the_exact_scores(k, chunk_size):
+    # Few distinct values: many ties, inside and at the edge of the top k; duplicated rows.
+    q, _, g, _ = tie_heavy_features(n_query=9, n_gallery=30, dim=4)
     idx, scores = top_k(q, g, k=k, chunk_size=chunk_size)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
-    ref = torch.from_numpy(qn) @ torch.from_numpy(gn).T  # the same float32 scores
+    ref = plain_scores(q, g)
     for i in range(len(q)):
         row = ref[i].tolist()
         order = sorted(range(len(g)), key=lambda j: (-row[j], j))[:k]
         assert idx[i].tolist() == order
-        assert np.allclose(scores[i], [row[j] for j in order])
+        assert scores[i].tolist() == [row[j] for j in order]
+
+
+def test_duplicated_gallery_rows_always_tie():
+    q, _, g, _ = tie_heavy_features()
+    scores = metrics_module.cosine_scores(q, g)
+    assert torch.equal(scores[:, 1::7], scores[:, :1].expand(-1, len(g[1::7])))
+
+
+def _results_under(chunk_size, threads: int) -> tuple:
+    q, ql, g, gl = tie_heavy_features()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        metrics = {ap: evaluate_retrieval(q, ql, g, gl, ap=ap, chunk_size=chunk_size)
+                   for ap in ("interpolated", "sklearn")}
+        indices, scores = top_k(q, g, k=25, chunk_size=chunk_size)
+    finally:
+        torch.set_num_threads(before)
+    return metrics, indices.tolist(), scores.tolist()
+
+
+def test_rankings_and_metrics_do_not_depend_on_chunk_size_or_threads(ranking_path):
+    """Issue 24: with float32 products, tie-heavy inputs gave mAP@all 0.232987 with chunk_size=1
+    and 0.233050 unchunked. Every value must now be identical, not close."""
+    reference = _results_under(None, 1)
+    for chunk_size in (1, 2, 5, 36, None):
+        for threads in (1, 2):
+            assert _results_under(chunk_size, threads) == reference, (chunk_size, threads)
+
+
+_DIGEST_SCRIPT = """
+import hashlib, json, sys
+import numpy as np, torch
+sys.path.insert(0, {tests!r})
+from test_metrics import tie_heavy_features
+from amalib.metrics import cosine_scores, evaluate_retrieval, top_k
+q, ql, g, gl = tie_heavy_features()
+rng = np.random.default_rng(5)
+qr, gr = rng.standard_normal((50, 384), dtype=np.float32), rng.standard_normal((300, 384))
+print(json.dumps({{
+    "scores": hashlib.sha256(cosine_scores(qr, gr).numpy().tobytes()).hexdigest(),
+    "top_k": top_k(q, g, k=25, chunk_size={chunk})[0].tolist(),
+    "metrics": evaluate_retrieval(q, ql, g, gl, chunk_size={chunk}),
+}}))
+"""
+
+
+def test_scores_are_the_same_under_another_cpu_capability():
+    """The same bits with torch's and MKL's lowest kernels, MKL's compatible code path and one
+    thread, in a fresh process: a CPU-dependent score or tie order fails here on any machine.
+    (``MKL_CBWR=COMPATIBLE`` alone changes float32 matrix products on an AVX-512 machine.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    outputs = []
+    for env, chunk in (({}, "None"),
+                       ({"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                         "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"}, "3")):
+        script = _DIGEST_SCRIPT.format(tests=tests, chunk=chunk)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
 
 
 def test_top_k_bad_inputs():
