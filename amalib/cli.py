@@ -40,6 +40,12 @@ _GALLERY_HELP = ("BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class p
                  "(default: <the checkpoint's benchmark>:test)")
 
 
+def _metric_conventions() -> dict:
+    from amalib.metrics import CONVENTIONS
+
+    return CONVENTIONS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amalib",
@@ -85,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "in a query's top K (default: %(default)s)")
     p.add_argument("--ap", choices=("interpolated", "sklearn"), default=None,
                    help="AP convention (default: the checkpoint config's)")
+    p.add_argument("--convention", choices=tuple(_metric_conventions()), default=None,
+                   help="read the metrics as another code base does, for numbers comparable "
+                        "with its tables: " + "; ".join(
+                            f"{name}: {c.source}" for name, c in _metric_conventions().items())
+                        + " (docs/metric_conventions.md; default: ama)")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
     _add_run_args(p)
 
@@ -234,8 +245,10 @@ def _cmd_eval(args) -> int:
     sets = build_eval_sets(dcfg["root"], spec, eval_transform(
         dcfg["eval_resize"], dcfg["eval_crop"],
         interpolation=dcfg.get("resize_interpolation", "bicubic")))  # older run configs: bicubic
-    result = evaluate_protocol(backbone.to(device), sets, args.protocol,
-                               ap=args.ap or cfg["eval"]["ap"], hub_k=args.hub_k,
+    # A named convention sets its own AP; the config's AP applies only without one.
+    ap = args.ap or (None if args.convention else cfg["eval"]["ap"])
+    result = evaluate_protocol(backbone.to(device), sets, args.protocol, ap=ap,
+                               convention=args.convention, hub_k=args.hub_k,
                                batch_size=dcfg["eval_batch_size"], device=device,
                                progress=not args.no_progress)
     print(_format_protocol(cfg["benchmark"], result, args.hardest))
@@ -247,7 +260,8 @@ def _cmd_eval(args) -> int:
 def _format_protocol(benchmark: str, result: dict, hardest: int) -> str:
     """The lines `amalib eval` prints for one protocol."""
     from amalib.metrics import METRIC_KEYS as keys
-    lines = [f"{benchmark} {result['protocol']} ({result['ap']} AP, {result['n_used']} queries, "
+    lines = [f"{benchmark} {result['protocol']} ({result['convention']} convention, "
+             f"{result['ap']} AP, {result['n_used']} queries, "
              f"{result['n_excluded']} excluded, {result['n_gallery']} in the gallery): "
              + "  ".join(f"{k} {result[k]:.4f}" for k in keys)]
     if "zs" in result:

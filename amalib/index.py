@@ -80,8 +80,10 @@ def _normalised(x, name: str, dim: int | None = None) -> np.ndarray:
         raise GalleryIndexError(f"{name} are {x.shape[1]}-d but the index holds {dim}-d features")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} have non-finite values (NaN or inf)")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+    from amalib.metrics import unit_features
+
+    # The same rows on every machine: an index built on two CPUs holds the same bits.
+    return np.ascontiguousarray(unit_features(x).numpy())
 
 
 def resolve_params(kind: str, params: dict | None, n: int) -> dict[str, int]:
@@ -219,6 +221,10 @@ class GalleryIndex:
     def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best gallery items of each query by cosine similarity.
 
+        The exact kind ranks with :func:`amalib.metrics.top_k` (the same lists and scores on
+        every machine, ties by gallery order); the approximate kinds take faiss' candidates and
+        score and order them the same way (:func:`amalib.metrics.rescore_candidates`).
+
         Args:
             queries: ``(Q, D)`` query features (L2-normalised here).
             k: List length (at most the gallery size).
@@ -239,9 +245,14 @@ class GalleryIndex:
         except GalleryIndexError as err:
             raise GalleryIndexError(f"{err}{where}: embed the queries with the model the index "
                                     "was built with, or rebuild it") from None
-        scores, indices = self.index.search(q, min(k, len(self)))
-        scores[indices < 0] = -np.inf
-        return indices.astype(np.int64), scores
+        from amalib.metrics import rescore_candidates, top_k
+
+        # Scored from the queries as given (``q`` only feeds faiss), as top_k would score them.
+        raw = queries.detach().cpu() if hasattr(queries, "detach") else np.asarray(queries)
+        if self.kind == "flat":  # exact: amalib's scores and tie order, not faiss' float32 ones
+            return top_k(raw, self.features, min(k, len(self)))
+        _, candidates = self.index.search(q, min(k, len(self)))
+        return rescore_candidates(raw, self.features, candidates)
 
     def label_name(self, i: int) -> str | None:
         """Class name (or id) of gallery item ``i``; ``None`` when unlabelled."""

@@ -19,6 +19,25 @@ Two AP conventions are offered and every result says which one it used:
   treats a tie as one threshold; amalib breaks ties deterministically instead (next paragraph), so
   the two agree exactly whenever a query's scores have no ties.
 
+**Named conventions.** Published ZS-SBIR tables do not all mean the same by these names. Each
+code base's reading is a named ``convention`` of :func:`evaluate_retrieval` (and ``amalib eval
+--convention``); the default, ``"ama"``, is the AMA release's. Every result records the
+convention it used. See :data:`CONVENTIONS` and ``docs/metric_conventions.md`` for file and line
+of each code base.
+
+=================  ============  =========================  ====================================
+convention         AP            mAP@200 divides by         P@K
+=================  ============  =========================  ====================================
+``ama`` (default)  interpolated  min(200, R)                hits in the top K / K
+``sklearn``        plain         min(200, R)                hits in the top K / K
+``zse-sbir``       interpolated  min(200, R)                hits in the top min(K, R) / min(K, R)
+``sem-pcyc``       plain         hits in the top 200        hits in the top K / K
+``doodle2search``  plain         hits in the top 200        1 if the item at rank K + 1 is relevant
+=================  ============  =========================  ====================================
+
+(``R``: relevant items in the whole gallery; "plain" is ``ap="sklearn"`` above. Under the
+"hits in the top 200" reading a query with no hit there scores 0 and still counts.)
+
 Ties in score are broken by gallery order (a stable sort): of two equally scored photos, the one
 listed first in the gallery ranks first. Queries whose class has no photo in the gallery are
 excluded from every mean and counted in ``n_excluded``.
@@ -59,13 +78,15 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
 __all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "chance_levels", "top_k",
-           "cosine_scores", "grid_features", "METRIC_KEYS"]
+           "cosine_scores", "grid_features", "unit_features", "rescore_candidates", "METRIC_KEYS",
+           "CONVENTIONS", "Convention"]
 
 APConvention = Literal["interpolated", "sklearn"]
 METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
@@ -117,6 +138,54 @@ def _check_ap(ap: str) -> None:
         raise ValueError(f"ap must be 'interpolated' or 'sklearn', got {ap!r}")
 
 
+@dataclass(frozen=True)
+class Convention:
+    """How one code base reads mAP@all, mAP@200 and P@K (see the module docstring).
+
+    Attributes:
+        name: Its name in :data:`CONVENTIONS`.
+        ap: ``"interpolated"`` (VOC precision envelope) or ``"sklearn"`` (plain).
+        top_denominator: mAP@200's recall denominator: ``"min(K,R)"`` or ``"hits@K"``.
+        precision: P@K: ``"hits/K"``, ``"hits@min(K,R)"`` (precision at rank ``min(K, R)``)
+            or ``"relevant@K+1"`` (whether the item at rank ``K + 1`` is relevant).
+        source: The code base and file it reproduces.
+    """
+
+    name: str
+    ap: str
+    top_denominator: str
+    precision: str
+    source: str
+
+
+#: The metric conventions of the ZS-SBIR code bases, by name (``docs/metric_conventions.md``).
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
+    Convention("ama", "interpolated", "min(K,R)", "hits/K",
+               "AMA release main.py (VOC AP of SAKE); the default"),
+    Convention("sklearn", "sklearn", "min(K,R)", "hits/K",
+               "amalib's non-interpolated AP (ap='sklearn'), otherwise the release's"),
+    Convention("zse-sbir", "interpolated", "min(K,R)", "hits@min(K,R)", "ZSE-SBIR utils/ap.py"),
+    Convention("sem-pcyc", "sklearn", "hits@K", "hits/K", "SEM-PCYC src/utils.py"),
+    Convention("doodle2search", "sklearn", "hits@K", "relevant@K+1", "doodle2search src/test.py"),
+)}
+
+
+def _resolve_convention(ap: str | None, convention: str | None) -> Convention:
+    """The convention named by ``convention``, or by the older ``ap`` switch alone."""
+    if ap is not None:
+        _check_ap(ap)
+    if convention is None:
+        convention = "sklearn" if ap == "sklearn" else "ama"
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown metric convention {convention!r}; choose from "
+                         f"{', '.join(CONVENTIONS)}")
+    conv = CONVENTIONS[convention]
+    if ap is not None and ap != conv.ap:
+        raise ValueError(f"ap={ap!r} contradicts convention {convention!r}, whose AP is "
+                         f"{conv.ap!r}: pass one of the two")
+    return conv
+
+
 def _fixed_order_row_sums(v: torch.Tensor) -> torch.Tensor:
     """Sum of each row of ``v`` by one fixed pairwise tree of elementwise additions.
 
@@ -143,6 +212,18 @@ def grid_features(features: torch.Tensor) -> torch.Tensor:
         return x
     norm = torch.sqrt(_fixed_order_row_sums(x * x)).clamp_min(1e-12)
     return torch.round(x / norm[:, None] * _GRID)
+
+
+def unit_features(features) -> torch.Tensor:
+    """``features`` at unit L2 norm as float32, the same bits on every machine.
+
+    :func:`grid_features` rounded once to float32: what a gallery stores (the index file, a
+    :class:`~amalib.engine.sketch_query.PhotoGallery`), so that two machines store the same rows.
+    """
+    x = _as_tensor(features, "features")
+    if x.ndim != 2:
+        raise ValueError(f"features must be (n, dim), got shape {tuple(x.shape)}")
+    return (grid_features(x.to(_grid_device(x.device))) / _GRID).to(torch.float32)
 
 
 def _grid_device(device: torch.device | str) -> torch.device:
@@ -408,7 +489,7 @@ def _ranking_metrics(
     gallery_labels: torch.Tensor,
     columns: torch.Tensor,
     valid: torch.Tensor,
-    ap: str,
+    convention: Convention,
     workspace: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-query metrics of one chunk of queries.
@@ -423,7 +504,7 @@ def _ranking_metrics(
         gallery_labels: ``(G,)`` class ids.
         columns, valid: ``(q, P)`` relevant gallery items per query (see
             :func:`_positive_ranks`); every query has at least one.
-        ap: AP convention.
+        convention: How to read each metric (:data:`CONVENTIONS`).
         workspace: buffers reused from chunk to chunk.
 
     Returns:
@@ -437,7 +518,7 @@ def _ranking_metrics(
 
     def average(prec: torch.Tensor, in_list: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
         prec = torch.where(in_list, prec, 0.0)
-        if ap == "interpolated":
+        if convention.ap == "interpolated":
             # Precision envelope: the running maximum of precision taken from the right.
             prec = torch.where(in_list, _envelope(prec), 0.0)
         # A fixed-order sum: the same bits whatever the SIMD width (and so the chunk or CPU).
@@ -446,14 +527,24 @@ def _ranking_metrics(
     top = min(_TOP, n_gallery)
     # Ranks ascend along a row, so the hits inside the top list are among its first ``top``.
     head = slice(0, min(top, ranks.shape[1]))
+    in_top = ranks[:, head] < top
+    if convention.top_denominator == "min(K,R)":
+        top_denominator = torch.clamp(n_rel, max=float(_TOP))
+    else:  # the hits found in the top list; a query without any scores 0
+        top_denominator = in_top.sum(dim=1).clamp(min=1).to(torch.float64)
     out = {
         "mAP@all": average(precision, valid, n_rel),
-        "mAP@200": average(precision[:, head], ranks[:, head] < top,
-                           torch.clamp(n_rel, max=float(_TOP))),
+        "mAP@200": average(precision[:, head], in_top, top_denominator),
     }
     for k in _PRECISION_KS:
-        kk = min(k, n_gallery)
-        out[f"P@{k}"] = (ranks[:, head] < kk).sum(dim=1).to(torch.float64) / kk
+        if convention.precision == "hits/K":
+            kk = min(k, n_gallery)
+            out[f"P@{k}"] = (ranks[:, head] < kk).sum(dim=1).to(torch.float64) / kk
+        elif convention.precision == "hits@min(K,R)":  # R <= G: the list is in the gallery
+            m = torch.clamp(n_rel, max=float(k))
+            out[f"P@{k}"] = (ranks[:, :k] < m[:, None]).sum(dim=1).to(torch.float64) / m
+        else:  # "relevant@K+1": the item at 0-based rank K (none when the gallery is shorter)
+            out[f"P@{k}"] = (ranks[:, :k + 1] == k).any(dim=1).to(torch.float64)
     return out
 
 
@@ -461,7 +552,7 @@ def _evaluate_chunks(
     score_chunks: Iterator[tuple[slice, torch.Tensor]],
     query_labels: torch.Tensor,
     gallery_labels: torch.Tensor,
-    ap: str,
+    convention: Convention,
     per_query: bool,
 ) -> dict:
     device = gallery_labels.device
@@ -491,7 +582,8 @@ def _evaluate_chunks(
             valid = slot[None, :] < n_kept[:, None]
             columns = by_class[torch.where(valid, starts[pos[keep]][:, None] + slot, 0)]
             kept = (scores, labels) if bool(keep.all()) else (scores[keep], labels[keep])
-            metrics = _ranking_metrics(*kept, gallery_labels, columns, valid, ap, workspace)
+            metrics = _ranking_metrics(*kept, gallery_labels, columns, valid, convention,
+                                       workspace)
             for key in METRIC_KEYS:
                 kept_values[key].append(metrics[key].cpu().numpy())
                 if per_query:
@@ -510,7 +602,8 @@ def _evaluate_chunks(
         n_used=n_used,
         n_excluded=n_queries - n_used,
         n_gallery=len(gallery_labels),
-        ap=ap,
+        ap=convention.ap,
+        convention=convention.name,
     )
     if per_query:
         result["per_query"] = {
@@ -538,7 +631,8 @@ def evaluate_retrieval(
     gallery_features,
     gallery_labels,
     *,
-    ap: APConvention = "interpolated",
+    ap: APConvention | None = None,
+    convention: str | None = None,
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
     per_query: bool = False,
@@ -556,7 +650,10 @@ def evaluate_retrieval(
         query_labels: ``(Q,)`` integer class ids.
         gallery_features: ``(G, D)`` numpy array or tensor (photo embeddings).
         gallery_labels: ``(G,)`` integer class ids.
-        ap: ``"interpolated"`` (VOC-style, default) or ``"sklearn"`` (non-interpolated).
+        ap: ``"interpolated"`` (VOC-style, the default) or ``"sklearn"`` (non-interpolated):
+            the ``"ama"`` or the ``"sklearn"`` convention.
+        convention: A name in :data:`CONVENTIONS` (default ``"ama"``, the release's), for
+            numbers comparable with another code base's; it sets the AP as well.
         chunk_size: queries per chunk; default keeps about 32M scores per chunk.
         device: where to compute.
         per_query: also return ``result["per_query"][key]``, a ``(Q,)`` array (NaN for
@@ -565,14 +662,14 @@ def evaluate_retrieval(
 
     Returns:
         ``{"mAP@all", "mAP@200", "P@100", "P@200"}`` as floats in [0, 1], plus ``n_queries``,
-        ``n_used``, ``n_excluded`` (queries whose class has no gallery item), ``n_gallery`` and
-        ``ap`` (the convention used).
+        ``n_used``, ``n_excluded`` (queries whose class has no gallery item), ``n_gallery``,
+        ``ap`` and ``convention`` (what was used).
 
     Raises:
         ValueError: on mismatched dimensions, label arrays of the wrong length, an empty gallery
             or query set, or non-finite features.
     """
-    _check_ap(ap)
+    conv = _resolve_convention(ap, convention)
     if device is None:
         device = query_features.device if isinstance(query_features, torch.Tensor) else "cpu"
     q = _as_tensor(query_features, "query_features", device=device)
@@ -606,7 +703,7 @@ def evaluate_retrieval(
     rows = _chunk_rows(q.shape[0], chunk_size)
     if progress is not None:
         rows = progress(list(rows))
-    return _evaluate_chunks(_score_chunks(q, g, rows, chunk_size), ql, gl, ap, per_query)
+    return _evaluate_chunks(_score_chunks(q, g, rows, chunk_size), ql, gl, conv, per_query)
 
 
 def _score_chunks(q_grid: torch.Tensor, g_grid: torch.Tensor, rows, chunk_size: int):
@@ -629,7 +726,8 @@ def evaluate_scores(
     query_labels,
     gallery_labels,
     *,
-    ap: APConvention = "interpolated",
+    ap: APConvention | None = None,
+    convention: str | None = None,
     chunk_size: int | None = None,
     per_query: bool = False,
 ) -> dict:
@@ -642,7 +740,7 @@ def evaluate_scores(
         ValueError: on a score matrix that is not 2-D, label arrays of the wrong length, an empty
             gallery or non-finite scores.
     """
-    _check_ap(ap)
+    conv = _resolve_convention(ap, convention)
     s = _as_tensor(scores, "scores")
     if s.ndim != 2:
         raise ValueError(f"scores must be a (queries, gallery) matrix, got shape {tuple(s.shape)}")
@@ -660,7 +758,7 @@ def evaluate_scores(
     gl = _check_labels(gallery_labels, s.shape[1], "gallery_labels", "scores' columns", s.device)
     chunk_size = chunk_size or _default_chunk_size(s.shape[1])
     chunks = ((r, s[r]) for r in _chunk_rows(s.shape[0], chunk_size))
-    return _evaluate_chunks(chunks, ql, gl, ap, per_query)
+    return _evaluate_chunks(chunks, ql, gl, conv, per_query)
 
 
 def average_precision(relevance, *, ap: APConvention = "interpolated", n_relevant=None) -> float:
@@ -700,6 +798,45 @@ def _stable_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     picked = scores.gather(1, index)
     order = torch.sort(-picked, dim=1, stable=True).indices  # best first, ties by column index
     return picked.gather(1, order), index.gather(1, order)
+
+
+def rescore_candidates(query_features, gallery_features, candidates
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's candidate gallery items, scored as :func:`cosine_scores` does and ranked.
+
+    For approximate search: the index proposes ``candidates`` (its own float32 scores and tie
+    order differ from machine to machine); this gives them amalib's exact scores and orders
+    them best first, ties by gallery index, so that the reported lists agree with :func:`top_k`
+    wherever the candidates hold the true top k.
+
+    Args:
+        query_features: ``(Q, D)``.
+        gallery_features: ``(G, D)``.
+        candidates: ``(Q, k)`` gallery indices; ``-1`` marks a missing candidate.
+
+    Returns:
+        ``(indices, scores)``: ``(Q, k)`` int64 and float32 numpy arrays, best first; missing
+        candidates last, with index ``-1`` and score ``-inf``.
+    """
+    q = _as_tensor(query_features, "query_features", device="cpu")
+    g = _as_tensor(gallery_features, "gallery_features", device="cpu")
+    cand = np.asarray(candidates, dtype=np.int64)
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
+                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    if cand.ndim != 2 or cand.shape[0] != q.shape[0]:
+        raise ValueError(f"candidates must be (queries, k) = ({q.shape[0]}, k), got {cand.shape}")
+    missing = cand < 0
+    rows = grid_features(g[torch.from_numpy(np.where(missing, 0, cand)).reshape(-1)])
+    rows = rows.reshape(cand.shape[0], cand.shape[1], -1)
+    # (Q, 1, D) @ (Q, D, k): exact integer products, rounded once, as in cosine_scores.
+    scores = _grid_scores(grid_features(q)[:, None, :], rows.transpose(1, 2))[:, 0].numpy()
+    scores[missing] = -np.inf
+    # Best first, ties by gallery index, missing candidates last.
+    by_index = np.argsort(np.where(missing, np.iinfo(np.int64).max, cand), axis=1, kind="stable")
+    cand, scores = np.take_along_axis(cand, by_index, 1), np.take_along_axis(scores, by_index, 1)
+    by_score = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(cand, by_score, 1), np.take_along_axis(scores, by_score, 1)
 
 
 def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | None = None,

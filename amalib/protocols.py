@@ -77,8 +77,9 @@ def seen_offset(*unseen_labels) -> int:
 
 def evaluate_generalized(query_features, query_labels, unseen_photo_features,
                          unseen_photo_labels, seen_photo_features, seen_photo_labels, *,
-                         ap: str = "interpolated", chunk_size: int | None = None,
-                         device=None, per_query: bool = False) -> dict:
+                         ap: str | None = None, convention: str | None = None,
+                         chunk_size: int | None = None, device=None,
+                         per_query: bool = False) -> dict:
     """Generalised zero-shot retrieval: unseen sketches against seen + unseen photos.
 
     Seen-class labels are shifted by :func:`seen_offset` so that no seen photo is relevant to
@@ -88,7 +89,8 @@ def evaluate_generalized(query_features, query_labels, unseen_photo_features,
         query_features, query_labels: ``(Q, D)``, ``(Q,)`` unseen-class sketches.
         unseen_photo_features, unseen_photo_labels: ``(U, D)``, ``(U,)`` the zs gallery.
         seen_photo_features, seen_photo_labels: ``(S, D)``, ``(S,)`` seen-class photos.
-        ap, chunk_size, device, per_query: as in :func:`amalib.metrics.evaluate_retrieval`.
+        ap, convention, chunk_size, device, per_query: as in
+            :func:`amalib.metrics.evaluate_retrieval`.
 
     Returns:
         The metrics of :func:`~amalib.metrics.evaluate_retrieval` over the ``U + S`` gallery,
@@ -100,7 +102,7 @@ def evaluate_generalized(query_features, query_labels, unseen_photo_features,
     gallery = torch.cat([_features(unseen_photo_features).float(),
                          _features(seen_photo_features).float()])
     labels = np.concatenate([ul, sl + seen_offset(ql, ul)])
-    result = evaluate_retrieval(query_features, ql, gallery, labels, ap=ap,
+    result = evaluate_retrieval(query_features, ql, gallery, labels, ap=ap, convention=convention,
                                 chunk_size=chunk_size, device=device, per_query=per_query)
     ranked, _ = top_k(query_features, gallery, max(_SEEN_SHARE_KS), chunk_size=chunk_size,
                       device=device)

@@ -525,9 +525,9 @@ def nearest_to_prototypes(features, centroids, clusters: Sequence[int], k: int =
     """
     import torch
 
-    f = torch.nn.functional.normalize(torch.as_tensor(features).float(), dim=1)
-    c = torch.nn.functional.normalize(torch.as_tensor(centroids).float(), dim=1)
-    scores = c[list(clusters)] @ f.T
+    from amalib.metrics import cosine_scores
+
+    scores = cosine_scores(torch.as_tensor(centroids)[list(clusters)], features)
     order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
     return order.numpy()
 
@@ -570,10 +570,11 @@ def sketch_neighbour_shares(sketch_features, sketch_labels, photo_features, phot
     """
     import torch
 
-    s = torch.nn.functional.normalize(torch.as_tensor(sketch_features).float(), dim=1)
-    p = torch.nn.functional.normalize(torch.as_tensor(photo_features).float(), dim=1)
+    from amalib.metrics import cosine_scores
+
+    s, p = torch.as_tensor(sketch_features), torch.as_tensor(photo_features)
     sl, pl = torch.as_tensor(sketch_labels).long(), torch.as_tensor(photo_labels).long()
-    scores = s @ torch.cat([s, p]).T
+    scores = cosine_scores(s, torch.cat([s.to(p.dtype), p]))  # the metrics' scores and ties
     scores[torch.arange(len(s)), torch.arange(len(s))] = -float("inf")  # not itself
     order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
     is_photo = order >= len(s)

@@ -145,3 +145,44 @@ def test_unknown_kind_and_parameters(gallery):
     assert resolve_params("ivf", None, 100)["nlist"] == 2  # at least 39 points per list
     with pytest.raises(ValueError, match="300 feature rows but 2 paths"):
         GalleryIndex.build(gallery[0], ["a", "b"])
+
+
+def _tie_heavy_gallery():
+    """Integer-valued features with duplicated rows: many exactly tied scores."""
+    rng = np.random.default_rng(4)
+    features = rng.integers(-1, 2, (240, 8)).astype(np.float32)
+    features[np.abs(features).sum(1) == 0, 0] = 1
+    features[1::9] = features[0]
+    queries = rng.integers(-2, 3, (15, 8)).astype(np.float32) + 0.5
+    return features, queries
+
+
+def test_every_kind_orders_tied_items_by_gallery_index_with_the_metrics_scores():
+    from amalib.metrics import cosine_scores, unit_features
+
+    features, queries = _tie_heavy_gallery()
+    paths = [f"{i}.png" for i in range(len(features))]
+    flat = GalleryIndex.build(features, paths)
+    assert np.array_equal(flat.features, unit_features(features).numpy())
+    exact = cosine_scores(queries, flat.features).numpy()
+    idx, scores = flat.search(queries, 30)
+    for i in range(len(queries)):
+        order = sorted(range(len(features)), key=lambda j: (-exact[i, j], j))[:30]
+        assert idx[i].tolist() == order
+        assert scores[i].tolist() == exact[i, order].tolist()
+    for kind, params in (("hnsw", {"ef_search": 400}), ("ivf", {"nlist": 4, "nprobe": 4})):
+        a_idx, a_scores = GalleryIndex.build(features, paths, kind=kind, params=params).search(
+            queries, 30)
+        for i in range(len(queries)):  # faiss' candidates, in amalib's order and scores
+            assert a_scores[i].tolist() == exact[i, a_idx[i]].tolist()
+            keys = [(-s, j) for s, j in zip(a_scores[i].tolist(), a_idx[i].tolist())]
+            assert keys == sorted(keys)
+
+
+def test_rescored_candidates_put_missing_ones_last():
+    from amalib.metrics import rescore_candidates
+
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    idx, scores = rescore_candidates(np.array([[1.0, 0.0]]), gallery, [[2, -1, 1, 0]])
+    assert idx.tolist() == [[0, 2, 1, -1]]  # the tie (0 and 2) by gallery index
+    assert scores.tolist() == [[1.0, 1.0, 0.0, -np.inf]]

@@ -518,3 +518,71 @@ def test_top_k_bad_inputs():
         top_k(np.ones((1, 2)), np.ones((3, 4)))
     with pytest.raises(ValueError, match="non-finite"):
         top_k(np.full((1, 2), np.nan), np.ones((3, 2)))
+
+
+def _ranked_gallery(relevant_ranks: list[int], n_gallery: int = 300):
+    """One query's scores that rank the gallery in index order, and gallery labels: the query's
+    class (0) at the given 1-based ranks, class -1 everywhere else."""
+    scores = np.linspace(1.0, 0.0, n_gallery, dtype=np.float64)[None, :]
+    labels = np.full(n_gallery, -1)
+    labels[np.array(relevant_ranks) - 1] = 0
+    return scores, labels
+
+
+# Query A: relevant at 1-based ranks 2, 3, 7, 250 (R = 4); query B: at 1, 101, 201 (R = 3).
+_HAND = {"A": [2, 3, 7, 250], "B": [1, 101, 201]}
+_HAND_EXPECTED = {
+    # AP@all interpolated: the envelope of A's precisions 1/2, 2/3, 3/7, 4/250 is 2/3, 2/3, 3/7,
+    # 4/250; B's 1, 2/101, 3/201 is already non-increasing.
+    "ama": {"A": {"mAP@all": (2/3 + 2/3 + 3/7 + 4/250) / 4, "mAP@200": (2/3 + 2/3 + 3/7) / 4,
+                  "P@100": 3 / 100, "P@200": 3 / 200},
+            "B": {"mAP@all": (1 + 2/101 + 3/201) / 3, "mAP@200": (1 + 2/101) / 3,
+                  "P@100": 1 / 100, "P@200": 2 / 200}},
+    "sklearn": {"A": {"mAP@all": (1/2 + 2/3 + 3/7 + 4/250) / 4, "mAP@200": (1/2 + 2/3 + 3/7) / 4,
+                      "P@100": 3 / 100, "P@200": 3 / 200},
+                "B": {"mAP@all": (1 + 2/101 + 3/201) / 3, "mAP@200": (1 + 2/101) / 3,
+                      "P@100": 1 / 100, "P@200": 2 / 200}},
+    # P@K = hits in the top min(K, R) / min(K, R): A's top 4 holds 2 hits, B's top 3 one.
+    "zse-sbir": {"A": {"mAP@all": (2/3 + 2/3 + 3/7 + 4/250) / 4, "mAP@200": (2/3 + 2/3 + 3/7) / 4,
+                       "P@100": 2 / 4, "P@200": 2 / 4},
+                 "B": {"mAP@all": (1 + 2/101 + 3/201) / 3, "mAP@200": (1 + 2/101) / 3,
+                       "P@100": 1 / 3, "P@200": 1 / 3}},
+    # mAP@200 divides by the hits in the top 200 (A: 3, B: 2).
+    "sem-pcyc": {"A": {"mAP@all": (1/2 + 2/3 + 3/7 + 4/250) / 4, "mAP@200": (1/2 + 2/3 + 3/7) / 3,
+                       "P@100": 3 / 100, "P@200": 3 / 200},
+                 "B": {"mAP@all": (1 + 2/101 + 3/201) / 3, "mAP@200": (1 + 2/101) / 2,
+                       "P@100": 1 / 100, "P@200": 2 / 200}},
+    # P@K: is the item at 1-based rank K + 1 relevant? A: ranks 101 and 201 are not; B: both are.
+    "doodle2search": {"A": {"mAP@all": (1/2 + 2/3 + 3/7 + 4/250) / 4,
+                            "mAP@200": (1/2 + 2/3 + 3/7) / 3, "P@100": 0.0, "P@200": 0.0},
+                      "B": {"mAP@all": (1 + 2/101 + 3/201) / 3, "mAP@200": (1 + 2/101) / 2,
+                            "P@100": 1.0, "P@200": 1.0}},
+}
+
+
+@pytest.mark.parametrize("convention", sorted(_HAND_EXPECTED))
+def test_each_named_convention_by_hand(convention, ranking_path):
+    for name, ranks in _HAND.items():
+        scores, labels = _ranked_gallery(ranks)
+        result = evaluate_scores(scores, [0], labels, convention=convention)
+        assert result["convention"] == convention
+        assert result["ap"] == metrics_module.CONVENTIONS[convention].ap
+        for key, value in _HAND_EXPECTED[convention][name].items():
+            assert result[key] == pytest.approx(value, rel=1e-12), (name, key)
+
+
+def test_hits_denominator_scores_a_query_without_hits_in_the_top_200_as_zero():
+    scores, labels = _ranked_gallery([250, 260])
+    result = evaluate_scores(scores, [0], labels, convention="sem-pcyc")
+    assert result["mAP@200"] == 0.0 and result["n_used"] == 1
+
+
+def test_the_default_convention_is_the_release_and_ap_still_selects():
+    scores, labels = _ranked_gallery(_HAND["A"])
+    default = evaluate_scores(scores, [0], labels)
+    assert default["convention"] == "ama" and default["ap"] == "interpolated"
+    assert evaluate_scores(scores, [0], labels, ap="sklearn")["convention"] == "sklearn"
+    with pytest.raises(ValueError, match="contradicts convention 'sem-pcyc'"):
+        evaluate_scores(scores, [0], labels, ap="interpolated", convention="sem-pcyc")
+    with pytest.raises(ValueError, match="unknown metric convention 'voc'.*ama, sklearn"):
+        evaluate_scores(scores, [0], labels, convention="voc")

@@ -33,7 +33,8 @@ def evaluate_backbone(backbone: nn.Module, eval_sets: dict, *, ap: str = "interp
 
 
 def evaluate_protocol(backbone: nn.Module, eval_sets: dict, protocol: str = "zs", *,
-                      ap: str = "interpolated", hub_k: int = 10, **kwargs) -> dict:
+                      ap: str | None = None, convention: str | None = None, hub_k: int = 10,
+                      **kwargs) -> dict:
     """:func:`protocol_report` of ``backbone`` on ``eval_sets`` (``kwargs``: extraction options).
 
     ``gzs`` also extracts ``eval_sets["photo_seen"]`` (the seen-class photos).
@@ -49,13 +50,13 @@ def evaluate_protocol(backbone: nn.Module, eval_sets: dict, protocol: str = "zs"
     names = eval_sets["photo_test"].class_names
     paths = {"sketch": eval_sets["sketch_test"].paths, "photo": eval_sets["photo_test"].paths,
              "seen": eval_sets["photo_seen"].paths if seen is not None else None}
-    return protocol_report(protocol, sketches, photos, seen, ap=ap, hub_k=hub_k,
-                           class_names=names, paths=paths)
+    return protocol_report(protocol, sketches, photos, seen, ap=ap, convention=convention,
+                           hub_k=hub_k, class_names=names, paths=paths)
 
 
 def protocol_report(protocol: str, sketches: FeatureSet, photos: FeatureSet,
-                    seen_photos: FeatureSet | None = None, *, ap: str = "interpolated",
-                    hub_k: int = 10, class_names=None, paths: dict | None = None,
+                    seen_photos: FeatureSet | None = None, *, ap: str | None = None,
+                    convention: str | None = None, hub_k: int = 10, class_names=None, paths: dict | None = None,
                     n_hubs: int = 5) -> dict:
     """Metrics of one protocol from extracted features, with per-class AP and hubness.
 
@@ -64,7 +65,8 @@ def protocol_report(protocol: str, sketches: FeatureSet, photos: FeatureSet,
             ``"gzs"`` (sketches → unseen + seen photos; needs ``seen_photos``).
         sketches, photos: Unseen-class features (see :func:`test_features`).
         seen_photos: Seen-class photo features, for ``gzs``.
-        ap: AP convention.
+        ap, convention: How to read the metrics (:func:`amalib.metrics.evaluate_retrieval`;
+            default: the release's).
         hub_k: List length of the hubness diagnostic.
         class_names: Unseen class names by id.
         paths: ``{"sketch", "photo", "seen"}`` image paths, to name the hubs.
@@ -98,13 +100,15 @@ def protocol_report(protocol: str, sketches: FeatureSet, photos: FeatureSet,
         if seen_photos is None:
             raise ValueError("the gzs protocol needs the seen-class photo features")
         xf, xl, xp = kept(seen_photos, paths.get("seen"))
-        result = evaluate_generalized(qf, ql, gf, gl, xf, xl, ap=ap, per_query=True)
-        zs = evaluate_retrieval(qf, ql, gf, gl, ap=ap)
+        result = evaluate_generalized(qf, ql, gf, gl, xf, xl, ap=ap, convention=convention,
+                                      per_query=True)
+        zs = evaluate_retrieval(qf, ql, gf, gl, ap=ap, convention=convention)
         result["zs"] = {key: zs[key] for key in METRIC_KEYS}
         gf = torch.cat([gf, xf])
         gp = None if gp is None or xp is None else gp + xp
     elif protocol in ("zs", "p2s"):
-        result = evaluate_retrieval(qf, ql, gf, gl, ap=ap, per_query=True)
+        result = evaluate_retrieval(qf, ql, gf, gl, ap=ap, convention=convention,
+                                    per_query=True)
     else:
         raise ValueError(f"protocol must be zs, gzs or p2s, got {protocol!r}")
     per_query = result.pop("per_query")

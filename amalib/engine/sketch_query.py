@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from amalib.metrics import top_k, unit_features
+
 __all__ = [
     "PhotoGallery",
     "SketchQueryResult",
@@ -37,8 +39,8 @@ __all__ = [
 def cosine_top_k(query_features, gallery_features, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the ``k`` most similar gallery rows, for each query.
 
-    Ties are broken by gallery index (a stable sort of the negated scores), as the metrics do
-    (METHOD.md); ``torch.topk`` does not promise an order among equal scores.
+    :func:`amalib.metrics.top_k` for one or more queries: the metrics' scores and tie order
+    (gallery index), the same on every machine.
 
     Args:
         query_features: ``(n_queries, dim)`` or ``(dim,)``; normalised here.
@@ -49,17 +51,13 @@ def cosine_top_k(query_features, gallery_features, k: int) -> tuple[np.ndarray, 
         ``(indices, scores)``, both ``(n_queries, min(k, n_gallery))``: int64 and float32 numpy
         arrays, best first.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    q = torch.as_tensor(query_features).float()
-    q = torch.nn.functional.normalize(q.reshape(1, -1) if q.ndim == 1 else q, dim=1)
-    g = torch.nn.functional.normalize(torch.as_tensor(gallery_features).float(), dim=1)
+    q = torch.as_tensor(query_features)
+    q = q.reshape(1, -1) if q.ndim == 1 else q
+    g = torch.as_tensor(gallery_features)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query features have {q.shape[1]} dimensions, the gallery's "
                          f"{g.shape[1]}: were they made by the same backbone?")
-    scores = (q @ g.to(q.device).T).cpu()
-    order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
-    return order.numpy().astype(np.int64), scores.gather(1, order).numpy()
+    return top_k(q, g, k)
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ class PhotoGallery:
             if len(y) != len(f):
                 raise ValueError(f"{len(y)} labels for {len(f)} gallery features")
         names = tuple(str(n) for n in class_names) if class_names is not None else None
-        return cls(torch.nn.functional.normalize(f, dim=1), tuple(paths), y, names)
+        return cls(unit_features(f), tuple(paths), y, names)
 
     def __len__(self) -> int:
         return len(self.features)

@@ -76,13 +76,14 @@ def precision_recall_curve(query_features, query_labels, gallery_features, galle
     Returns:
         ``(recall_levels, mean_precision)``.
     """
-    q = torch.nn.functional.normalize(torch.as_tensor(query_features).float(), dim=1)
-    g = torch.nn.functional.normalize(torch.as_tensor(gallery_features).float(), dim=1)
+    from amalib.metrics import cosine_scores
+
+    q, g = torch.as_tensor(query_features), torch.as_tensor(gallery_features)
     ql, gl = torch.as_tensor(query_labels), torch.as_tensor(gallery_labels)
     levels = np.linspace(0, 1, n_points)
     curves = []
     for start in range(0, len(q), 256):
-        scores = q[start:start + 256] @ g.T
+        scores = cosine_scores(q[start:start + 256], g)  # the metrics' scores and ties
         order = torch.sort(-scores, dim=1, stable=True).indices
         rel = (gl[order] == ql[start:start + 256, None]).double()
         hits = rel.cumsum(1)
