@@ -168,6 +168,7 @@ class GalleryIndex:
         self.provenance = dict(provenance or {})
         self.source = source
         self._features = features
+        self._grid = None
 
     # ------------------------------------------------------------------ building and searching
 
@@ -218,6 +219,18 @@ class GalleryIndex:
                 self._features = archive["features"]
         return self._features
 
+    @property
+    def grid(self):
+        """The features on amalib's scoring grid (:func:`amalib.metrics.grid_features`), made
+        on the first exact search and kept: a float64 tensor, twice the features' memory."""
+        if self._grid is None:
+            import torch
+
+            from amalib.metrics import grid_features
+
+            self._grid = grid_features(torch.from_numpy(self.features))
+        return self._grid
+
     def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best gallery items of each query by cosine similarity.
 
@@ -245,12 +258,14 @@ class GalleryIndex:
         except GalleryIndexError as err:
             raise GalleryIndexError(f"{err}{where}: embed the queries with the model the index "
                                     "was built with, or rebuild it") from None
-        from amalib.metrics import rescore_candidates, top_k
+        import torch
+
+        from amalib.metrics import rescore_candidates, top_k_of_grid
 
         # Scored from the queries as given (``q`` only feeds faiss), as top_k would score them.
         raw = queries.detach().cpu() if hasattr(queries, "detach") else np.asarray(queries)
         if self.kind == "flat":  # exact: amalib's scores and tie order, not faiss' float32 ones
-            return top_k(raw, self.features, min(k, len(self)))
+            return top_k_of_grid(torch.as_tensor(raw), self.grid, min(k, len(self)))
         _, candidates = self.index.search(q, min(k, len(self)))
         return rescore_candidates(raw, self.features, candidates)
 

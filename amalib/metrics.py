@@ -85,7 +85,8 @@ import numpy as np
 import torch
 
 __all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "chance_levels", "top_k",
-           "cosine_scores", "grid_features", "unit_features", "rescore_candidates", "METRIC_KEYS",
+           "cosine_scores", "grid_features", "unit_features", "rescore_candidates", "top_k_of_grid",
+           "METRIC_KEYS",
            "CONVENTIONS", "Convention"]
 
 APConvention = Literal["interpolated", "sklearn"]
@@ -697,7 +698,7 @@ def evaluate_retrieval(
     ql = _check_labels(query_labels, q.shape[0], "query_labels", "query_features", device)
     gl = _check_labels(gallery_labels, g.shape[0], "gallery_labels", "gallery_features", device)
     grid_device = _grid_device(q.device)
-    q, g = grid_features(q.to(grid_device)), grid_features(g.to(grid_device))
+    q, g = q.to(grid_device), grid_features(g.to(grid_device))
     ql, gl = ql.to(grid_device), gl.to(grid_device)
     chunk_size = chunk_size or _default_chunk_size(g.shape[0])
     rows = _chunk_rows(q.shape[0], chunk_size)
@@ -706,19 +707,20 @@ def evaluate_retrieval(
     return _evaluate_chunks(_score_chunks(q, g, rows, chunk_size), ql, gl, conv, per_query)
 
 
-def _score_chunks(q_grid: torch.Tensor, g_grid: torch.Tensor, rows, chunk_size: int):
+def _score_chunks(q: torch.Tensor, g_grid: torch.Tensor, rows, chunk_size: int):
     """``(rows, scores of q[rows] against g)`` chunk by chunk, in reused buffers.
 
-    ``q_grid`` and ``g_grid`` are :func:`grid_features`; the scores are :func:`cosine_scores`'s,
-    so they do not depend on ``chunk_size``.
+    ``q`` holds the query features as given (a chunk's grid is made when it is scored: the grid
+    is per row, so this changes nothing but memory); ``g_grid`` is :func:`grid_features`. The
+    scores are :func:`cosine_scores`'s, so they do not depend on ``chunk_size``.
     """
-    shape = (min(chunk_size, len(q_grid)), len(g_grid))
-    buffer = torch.empty(shape, dtype=torch.float32, device=q_grid.device)
-    work = torch.empty(shape, dtype=torch.float64, device=q_grid.device)
+    shape = (min(chunk_size, len(q)), len(g_grid))
+    buffer = torch.empty(shape, dtype=torch.float32, device=g_grid.device)
+    work = torch.empty(shape, dtype=torch.float64, device=g_grid.device)
     g_t = g_grid.T
     for r in rows:
         n = r.stop - r.start
-        yield r, _grid_scores(q_grid[r], g_t, out=buffer[:n], work=work[:n])
+        yield r, _grid_scores(grid_features(q[r]), g_t, out=buffer[:n], work=work[:n])
 
 
 def evaluate_scores(
@@ -874,12 +876,23 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} has non-finite values (NaN or inf)")
     grid_device = _grid_device(q.device)
-    q, g = grid_features(q.to(grid_device)), grid_features(g.to(grid_device))
-    k = min(k, len(g))
-    chunk_size = chunk_size or _default_chunk_size(len(g))
-    indices = np.empty((len(q), k), dtype=np.int64)
-    values = np.empty((len(q), k), dtype=np.float32)
-    for rows, scores in _score_chunks(q, g, _chunk_rows(len(q), chunk_size), chunk_size):
+    return top_k_of_grid(q.to(grid_device), grid_features(g.to(grid_device)), k,
+                         chunk_size=chunk_size)
+
+
+def top_k_of_grid(query_features: torch.Tensor, gallery_grid: torch.Tensor, k: int, *,
+                  chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` against a gallery already put on the grid (:func:`grid_features`).
+
+    For a gallery searched again and again (a served index): its grid is made once. Queries are
+    finite ``(Q, D)`` tensors on the grid's device; no checks are made here.
+    """
+    k = min(k, len(gallery_grid))
+    chunk_size = chunk_size or _default_chunk_size(len(gallery_grid))
+    indices = np.empty((len(query_features), k), dtype=np.int64)
+    values = np.empty((len(query_features), k), dtype=np.float32)
+    chunks = _chunk_rows(len(query_features), chunk_size)
+    for rows, scores in _score_chunks(query_features, gallery_grid, chunks, chunk_size):
         s, i = _stable_top_k(scores, k)
         values[rows], indices[rows] = s.cpu().numpy(), i.cpu().numpy()
     return indices, values
