@@ -233,10 +233,14 @@ def _pretrain_command(args) -> list[str]:
 def _cmd_eval(args) -> int:
     from amalib.data.datasets import build_eval_sets
     from amalib.data.transforms import eval_transform
-    from amalib.engine.config import apply_overrides
+    from amalib.engine.config import ConfigError, apply_overrides
     from amalib.engine.distributed import init_distributed
     from amalib.engine.evaluate import evaluate_protocol, load_trained_backbone
 
+    conventions = _metric_conventions()
+    if args.convention and args.ap and args.ap != conventions[args.convention].ap:
+        raise ConfigError(f"--ap {args.ap} contradicts --convention {args.convention}, whose AP "
+                          f"is {conventions[args.convention].ap}: pass one of the two")
     backbone, cfg = load_trained_backbone(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
     device = init_distributed(args.device).device

@@ -33,6 +33,13 @@ def test_missing_checkpoint(capsys, tmp_path):
     assert code == 2 and "checkpoint not found" in err and "none.pth" in err
 
 
+def test_contradicting_ap_and_convention_is_one_line(capsys, tmp_path):
+    code, _, err = _run(capsys, "eval", "--checkpoint", str(tmp_path / "none.pth"),
+                        "--convention", "sem-pcyc", "--ap", "interpolated")
+    assert code == 2 and err.strip() == ("error: --ap interpolated contradicts --convention "
+                                         "sem-pcyc, whose AP is sklearn: pass one of the two")
+
+
 def test_bad_generator_parameter_names_the_choices(capsys, tmp_path):
     code, _, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path / "run"),
                         "--set", f"data.root={tmp_path / 'mini'}",
@@ -84,6 +91,13 @@ def test_train_eval_retrieve_round_trip(capsys, tiny_root, tmp_path):
     assert code == 0, err
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert 0 <= metrics["mAP@all"] <= 1 and metrics["n_queries"] == 6
+    assert metrics["convention"] == "ama"
+    code, out, err = _run(capsys, "eval", "--checkpoint", str(ckpt), "--no-progress",
+                          "--convention", "sem-pcyc", "--json", str(tmp_path / "s.json"))
+    assert code == 0, err
+    assert "(sem-pcyc convention, sklearn AP" in out
+    plain = json.loads((tmp_path / "s.json").read_text())
+    assert plain["convention"] == "sem-pcyc" and plain["P@100"] == metrics["P@100"]
     sketch = sorted((tiny_root / "sketch").rglob("*.png"))[0]
     picture = tmp_path / "top.png"
     code, out, err = _run(capsys, "retrieve", "--checkpoint", str(ckpt), "--sketch",
