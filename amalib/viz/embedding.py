@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,7 +35,15 @@ def umap_embed(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
     n_neighbors = max(2, min(n_neighbors, len(features) - 1))
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
                         random_state=seed, n_jobs=1)
-    return reducer.fit_transform(features)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        return reducer.fit_transform(features)
+    finally:
+        # UMAP's fit (numba's OpenMP layer) resets the process's OpenMP thread count, which is
+        # torch's: whatever trains after a UMAP plot would run, and round, with another count.
+        if torch is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarray,

@@ -14,9 +14,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
+    import torch
+
     lines = []
-    summary = run_demo(tmp_path / "demo", overrides=tiny_overrides(tiny_root),
-                       progress=False, log=lines.append)
+    # One thread, which is not this machine's default: the UMAP figure used to reset torch's
+    # (OpenMP's) thread count to the number of cores, under the run's feet.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = run_demo(tmp_path / "demo", overrides=tiny_overrides(tiny_root),
+                           progress=False, log=lines.append)
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     written = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert written["before"] == summary["before"] and written["after"] == summary["after"]
     assert set(written["chance"]) == set(METRIC_KEYS) and written["chance"]["P@100"] > 0
@@ -30,9 +40,7 @@ def test_demo_writes_summary_and_figures(tiny_root, tmp_path):
     # the largest worker's (the tiny benchmark loads in the main process: none), wall time.
     assert 0.1 < written["peak_rss_gb"] < 8 and 0 <= written["peak_rss_worker_gb"] < 8
     assert written["wall_time_s"] > 0
-    import torch
-
-    assert written["torch_threads"] == torch.get_num_threads()
+    assert written["torch_threads"] == threads_after == 1
     # The starting backbone's report reuses the "before" evaluation's features.
     start = written["starting_backbone"]
     assert start["report"]["sketch->photo"] == pytest.approx(written["before"]["mAP@all"])
