@@ -7,8 +7,10 @@ Prints, median of several runs, on the same random clustered features:
    evaluation script does; mAP@all only) against :func:`amalib.metrics.evaluate_scores` (all four
    metrics) on the same float32 score matrix. This is the ratio issue 2 asks for.
 2. *End to end from features* — the release's way (a float64 score matrix, then (1)) against
-   :func:`amalib.metrics.evaluate_retrieval` (float32 matmul in chunks + metrics). Both include
-   the matrix product, which costs about as much as amalib's metrics and bounds this ratio.
+   :func:`amalib.metrics.evaluate_retrieval` (features on the 2^-26 grid, their exact float64
+   product in chunks, rounded once to float32, then the metrics: scores that do not depend on
+   the chunk size, threads or CPU). Both include a float64 matrix product, which costs more than
+   amalib's metrics and bounds this ratio.
 3. A QuickDraw-sized evaluation (92,291 sketch queries x 54,151 photos, 768-d, 30 classes):
    wall time and peak memory.
 
