@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from amalib.errors import AmalibError
+
 __all__ = ["GalleryIndex", "GalleryIndexError", "INDEX_KINDS", "FORMAT", "FORMAT_VERSION",
            "resolve_params"]
 
@@ -55,7 +57,7 @@ _BUILD_FIX = "amalib index build --checkpoint <run>/checkpoint.pth --gallery <sp
              "--out {path}"
 
 
-class GalleryIndexError(ValueError):
+class GalleryIndexError(AmalibError, ValueError):
     """A gallery index file that cannot be used: not an index, damaged, or built for other
     features. The message names the file and the fix."""
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import yaml
 
+from amalib.errors import AmalibError
+
 __all__ = ["ConfigError", "available_configs", "load_config", "apply_overrides", "save_config"]
 
 
-class ConfigError(ValueError):
-    """A user mistake in a config name, file or override."""
+class ConfigError(AmalibError, ValueError):
+    """A user mistake in a config name, file, key, value or in a combination of options."""
 
 
 def available_configs() -> list[str]:
