@@ -1,9 +1,16 @@
 """Command line: ``amalib demo | train | eval | prepare | index | retrieve | pretrain | ablate``.
 
 ``python -m amalib ...`` works too, and so does ``torchrun --nproc_per_node N -m amalib train``.
-User mistakes (a bad path, an unknown config key or benchmark) print one ``error:`` line and
-exit with status 2 instead of a traceback. A ``demo``, ``train`` or ``pretrain`` stopped by SIGINT
-or SIGTERM writes its checkpoint, says how to resume and exits with status 130 or 143.
+
+One error path: a mistake in the input — a bad option or path, a file that is missing,
+truncated or of another kind (a checkpoint where an index belongs, a DINO file where a run
+belongs, a file that is not an image, a drawing of the wrong shape), an unknown config key, a
+value of the wrong type, an impossible combination — prints one ``error:`` line on stderr that
+names the file or key and what to do, and exits with status 2 (:mod:`amalib.errors`). A run that
+fails for another reason exits with status 1: a diverging loss, a full disk or GPU memory with
+one line, a bug in amalib with its traceback. ``--debug`` prints the traceback of every error.
+A ``demo``, ``train`` or ``pretrain`` stopped by SIGINT or SIGTERM writes its checkpoint, says how
+to resume and exits with status 130 or 143.
 """
 
 from __future__ import annotations
@@ -11,9 +18,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
+
+#: The largest seed (numpy's seeds are 32-bit); seeds are 0 or more.
+MAX_SEED = 2**32 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, with ``--debug`` on every command
+    (``amalib --debug eval ...`` and ``amalib eval ... --debug`` alike)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.add_help:  # not a parent parser
+            self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                              help="print the traceback of an error too (for a bug report)")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # argparse reports them from the top parser; name the command's help
+            command = [getattr(parsed, k, None) for k in ("command", "index_command")]
+            self.exit(2, f"error: unrecognized arguments: {' '.join(extra)} (see `"
+                         + " ".join([self.prog, *filter(None, command), "--help`)\n"]))
+        return parsed
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _int_at_least(low: int, high: int | None = None, what: str = "an integer"):
+    """An argparse type: an integer from ``low`` (to ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+_SEED = _int_at_least(0, MAX_SEED, "a seed, an integer")
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "mini") -> None:
@@ -47,7 +99,7 @@ def _metric_conventions() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="amalib",
         description="Asymmetric Mutual Alignment for unsupervised zero-shot sketch-based "
                     "image retrieval.")
@@ -55,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded mini-benchmark (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument("--seed", type=_SEED, default=0,
+                   help=f"training seed, 0 to {MAX_SEED} (default: %(default)s)")
     p.add_argument("--resume", default=None,
                    help="training checkpoint of an interrupted demo (<out>/train/checkpoint.pth)")
     _add_config_args(p)
@@ -84,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "protocol); gzs: generalised, the gallery also holds the seen-class "
                         "photos; p2s: unseen photos query the unseen sketches "
                         "(default: %(default)s)")
-    p.add_argument("--hardest", type=int, default=5, metavar="N",
+    p.add_argument("--hardest", type=_int_at_least(0), default=5, metavar="N",
                    help="print the N classes with the lowest AP (default: %(default)s)")
-    p.add_argument("--hub-k", type=int, default=10, metavar="K",
+    p.add_argument("--hub-k", type=_int_at_least(1), default=10, metavar="K",
                    help="list length of the hubness diagnostic: how often each gallery item is "
                         "in a query's top K (default: %(default)s)")
     p.add_argument("--ap", choices=("interpolated", "sklearn"), default=None,
@@ -144,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          '[[[x, y], ...], ...]} (the sketch pad\'s pad.save())')
     p.add_argument("--label", default=None,
                    help="class the sketches show (name or id): marks hits and misses")
-    p.add_argument("--k", "--topk", dest="k", type=int, default=8,
+    p.add_argument("--k", "--topk", dest="k", type=_int_at_least(1), default=8,
                    help="results per sketch (default: %(default)s)")
     p.add_argument("--out", default=None,
                    help="picture of the results (default: retrieval.png without --index, "
@@ -155,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="SD only, +CC, +MA, +SG and the supervised oracle on the "
                                       "mini-benchmark over seeds")
     p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=_SEED, nargs="+", default=[0, 1, 2],
+                   help=f"training seeds, 0 to {MAX_SEED} (default: 0 1 2)")
     p.add_argument("--rows", nargs="+", default=None, metavar="ROW",
                    help="trained rows to run: sd, sd+cc, sd+cc+ma, ama, oracle (default: all)")
     p.add_argument("--ama-runs", default=None, metavar="PATH",
@@ -179,6 +233,42 @@ def _spec(root, name: str):
         raise ConfigError(err.args[0]) from err
 
 
+def _output_file(value: str | None, option: str) -> Path | None:
+    """An output file option, checked before any work: not a folder, not inside a file (its
+    folder is created when it is written)."""
+    from amalib.engine.config import ConfigError
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name (e.g. a file inside "
+                          "it)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose "
+                                  "another path")
+            break
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _model_overrides(overrides: list[str], command: str) -> None:
+    """``--set model.*`` cannot change a trained model: refuse it instead of ignoring it."""
+    from amalib.engine.config import ConfigError
+
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key == "model" or key.startswith("model."):
+            raise ConfigError(f"--set {item}: {command} reads the model from the checkpoint, so "
+                              "model settings cannot change; train a run with them instead")
+
+
 def _cmd_demo(args) -> int:
     from amalib.engine.demo import run_demo
 
@@ -194,6 +284,8 @@ def _cmd_train(args, mode: str = "ama") -> int:
     if args.config is None:
         raise ConfigError("--config is required (e.g. --config sketchy21 or --config mini)")
     cfg = load_config(args.config, args.overrides)
+    if mode == "pretrain":
+        _output_file(args.export, "--export")
     objective = cfg.get("pretrain", {}).get("objective", "dino")
     if mode == "pretrain" and objective not in ("dino", "supervised"):
         raise ConfigError(f"pretrain.objective must be 'dino' or 'supervised', got {objective!r}")
@@ -241,6 +333,8 @@ def _cmd_eval(args) -> int:
     if args.convention and args.ap and args.ap != conventions[args.convention].ap:
         raise ConfigError(f"--ap {args.ap} contradicts --convention {args.convention}, whose AP "
                           f"is {conventions[args.convention].ap}: pass one of the two")
+    json_out = _output_file(args.json, "--json")
+    _model_overrides(args.overrides, "eval")
     backbone, cfg = load_trained_backbone(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
     device = init_distributed(args.device).device
@@ -256,8 +350,8 @@ def _cmd_eval(args) -> int:
                                batch_size=dcfg["eval_batch_size"], device=device,
                                progress=not args.no_progress)
     print(_format_protocol(cfg["benchmark"], result, args.hardest))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    if json_out:
+        _write_text(json_out, json.dumps(result, indent=2))
     return 0
 
 
@@ -288,6 +382,7 @@ def _format_protocol(benchmark: str, result: dict, hardest: int) -> str:
 def _cmd_prepare(args) -> int:
     from amalib.data.prepare import prepare_main
 
+    _spec(args.root, args.benchmark)  # an unknown benchmark name is a one-line error
     return prepare_main(args.benchmark, args.root, build_from=args.build_from)
 
 
@@ -318,10 +413,13 @@ def _cmd_index(args) -> int:
         print(f"  checkpoint: {ckpt.get('path')} (weights {str(ckpt.get('weights_sha256'))[:12]})")
         print(f"  model: {prov.get('model')}; transform: {prov.get('transform')}")
         return 0
-    index = build_gallery_index(args.checkpoint, args.gallery, kind=args.kind,
-                                params=_index_params(args.params), overrides=args.overrides,
-                                device=args.device, progress=not args.no_progress)
-    path = index.save(args.out)
+    out = _output_file(args.out, "--out")
+    params = _index_params(args.params)
+    _model_overrides(args.overrides, "index build")
+    index = build_gallery_index(args.checkpoint, args.gallery, kind=args.kind, params=params,
+                                overrides=args.overrides, device=args.device,
+                                progress=not args.no_progress)
+    path = index.save(out)
     print(f"indexed {len(index)} images ({index.dim}-d, {index.kind} {index.params or ''}) "
           f"to {path}")
     return 0
@@ -348,7 +446,12 @@ def _query_label(label: str | None, index) -> int | None:
 
 def _cmd_retrieve(args) -> int:
     from amalib.engine.config import ConfigError, apply_overrides
-    from amalib.engine.gallery import build_gallery_index, embed_images, load_query_model
+    from amalib.engine.gallery import (
+        build_gallery_index,
+        embed_images,
+        load_query_model,
+        read_query_image,
+    )
     from amalib.index import GalleryIndex
 
     if args.index is None and args.checkpoint is None:
@@ -356,34 +459,43 @@ def _cmd_retrieve(args) -> int:
     if args.index is not None and (args.gallery or args.overrides):
         raise ConfigError("--gallery and --set apply when the gallery is extracted; with "
                           "--index the gallery is the index's (rebuild it to change them)")
+    _model_overrides(args.overrides, "retrieve")
+    json_out = _output_file(args.json, "--json")
+    out = _output_file(args.out or (None if args.index is not None else "retrieval.png"), "--out")
+    if out is not None:
+        from matplotlib.figure import Figure
+
+        formats = Figure().canvas.get_supported_filetypes()
+        if out.suffix.lower().lstrip(".") not in formats:
+            raise ConfigError(f"--out {out}: a picture needs one of the suffixes "
+                              f"{', '.join('.' + f for f in sorted(formats))}, e.g. top.png")
     strokes = canvas_size = None
     if args.strokes is not None:  # a drawing: checked now, rendered once the sketch size is known
         from amalib.data.strokes import load_strokes
 
-        try:
-            strokes, canvas_size = load_strokes(args.strokes)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+        strokes, canvas_size = load_strokes(args.strokes)
         names = [Path(args.strokes)]
     else:
         names = [Path(p) for p in args.sketch]
         for sketch in names:
             if not sketch.is_file():
                 raise FileNotFoundError(f"sketch image not found: {sketch}")
-    if args.index is not None:
-        index = GalleryIndex.load(args.index)
-        out = args.out
-    else:
-        index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
-                                    device=args.device, progress=False)
-        out = args.out or "retrieval.png"
-    label = _query_label(args.label, index)
     import torch
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
-                                                   with_config=True)
-    queries = names
+    if args.index is not None:  # the index and its model are checked before the sketches
+        index = GalleryIndex.load(args.index)
+        label = _query_label(args.label, index)
+        backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
+                                                       with_config=True)
+    # Sketches decoded now: a file that is not an image stops before a gallery is extracted.
+    queries = names if strokes is not None else [read_query_image(p) for p in names]
+    if args.index is None:
+        index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
+                                    device=args.device, progress=False)
+        label = _query_label(args.label, index)
+        backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
+                                                       with_config=True)
     if strokes is not None:  # rendered like the benchmark's sketches, then embedded like a file
         from amalib.data.strokes import render_strokes
         from amalib.engine.sketch_query import sketch_query_settings
@@ -412,8 +524,8 @@ def _cmd_retrieve(args) -> int:
         results.append({"sketch": str(name), "query": "image" if strokes is None else "strokes",
                         **({} if label is None else {"query_label": label_name}),
                         "results": entries})
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    if json_out:
+        _write_text(json_out, json.dumps(results, indent=2))
     if out:
         import matplotlib
 
@@ -441,6 +553,7 @@ def _cmd_retrieve(args) -> int:
                 query_labels=None if label is None else [label] * len(names),
                 gallery_labels=None if label is None else index.labels,
                 class_names=index.class_names, title=f"top-{ranked.shape[1]} for {shown}")
+        out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
         print(f"picture written to {out}")
     return 0
@@ -464,10 +577,13 @@ def _cmd_ablate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from amalib.engine.config import ConfigError
-    from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted
-    from amalib.index import GalleryIndexError
+    """Run one command; returns its exit status (0; 2 for a mistake in the input; 1 for another
+    failure; 130/143 when stopped by a signal). See the module docstring.
 
+    A usage error found by the argument parser (an unknown option, a missing or ill-typed value)
+    prints its one line and raises ``SystemExit(2)``, as argparse does; ``--help`` raises
+    ``SystemExit(0)``.
+    """
     args = build_parser().parse_args(argv)
     commands = {
         "demo": _cmd_demo,
@@ -479,18 +595,30 @@ def main(argv: list[str] | None = None) -> int:
         "retrieve": _cmd_retrieve,
         "ablate": _cmd_ablate,
     }
+    debug = getattr(args, "debug", False)
     try:
         return commands[args.command](args)
-    except (ConfigError, GalleryIndexError, FileNotFoundError, FileExistsError,
-            NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDivergedError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as err:  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports it
-        print(f"interrupted: {err}", file=sys.stderr)
-        return err.exit_status
+    except KeyboardInterrupt:  # outside training (which checkpoints and raises its own error)
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted
+        from amalib.errors import one_line, user_error_line
+
+        if isinstance(err, TrainingInterrupted):  # 130 (SIGINT) or 143 (SIGTERM)
+            print(f"interrupted: {err}", file=sys.stderr)
+            return err.exit_status
+        answer = user_error_line(err)
+        if isinstance(err, TrainingDivergedError):
+            answer = one_line(str(err)), 1
+        if answer is None:  # not the input: a bug in amalib, shown with its traceback
+            print("amalib stopped on an internal error (a bug, not a mistake in your input); "
+                  "please report it with the traceback below", file=sys.stderr)
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"error: {answer[0]}", file=sys.stderr)
+        return answer[1]
 
 
 if __name__ == "__main__":  # pragma: no cover

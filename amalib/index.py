@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from amalib.errors import AmalibError
+
 __all__ = ["GalleryIndex", "GalleryIndexError", "INDEX_KINDS", "FORMAT", "FORMAT_VERSION",
            "resolve_params"]
 
@@ -55,7 +57,7 @@ _BUILD_FIX = "amalib index build --checkpoint <run>/checkpoint.pth --gallery <sp
              "--out {path}"
 
 
-class GalleryIndexError(ValueError):
+class GalleryIndexError(AmalibError, ValueError):
     """A gallery index file that cannot be used: not an index, damaged, or built for other
     features. The message names the file and the fix."""
 
@@ -329,23 +331,49 @@ class GalleryIndex:
         fix = _BUILD_FIX.format(path=path)
         if not path.is_file():
             raise FileNotFoundError(f"gallery index not found: {path}; build one with `{fix}`")
+        not_index = f"{path} is not an amalib gallery index"
+        if not zipfile.is_zipfile(path):  # an .npz archive is a zip; numpy's own message is
+            # about unpickling, which amalib never does
+            with path.open("rb") as fh:
+                truncated = fh.read(2) == b"PK"
+            raise GalleryIndexError(
+                f"{path} is truncated or damaged (an incomplete archive); rebuild it with `{fix}`"
+                if truncated else f"{not_index} (not an .npz archive); build one with `{fix}`")
+        with zipfile.ZipFile(path) as archive:
+            stored = archive.namelist()
+        if any(name.endswith("data.pkl") for name in stored):
+            raise GalleryIndexError(
+                f"{not_index}: it is a PyTorch checkpoint; pass it as --checkpoint, or build an "
+                f"index from it with `amalib index build --checkpoint {path} --gallery <split or "
+                "folder> --out gallery.amaidx`")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 names = set(archive.files)
                 if "meta" not in names:
-                    raise KeyError("meta")
+                    raise GalleryIndexError(f"{not_index} (an .npz archive without amalib's "
+                                            f"'meta' entry); build one with `{fix}`")
                 meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
                 parts = {name: archive[name] for name in ("features", "labels", "faiss")
                          if name in names}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise GalleryIndexError(f"{path} is not an amalib gallery index ({err}); "
-                                    f"rebuild it with `{fix}`") from None
-        if meta.get("format") != FORMAT:
+            if isinstance(err, GalleryIndexError):
+                raise
+            detail = "an entry holds Python objects" if "pickle" in str(err) else \
+                f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            raise GalleryIndexError(f"{path} is damaged ({detail}); rebuild it with "
+                                    f"`{fix}`") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise GalleryIndexError(f"{path} is not an amalib gallery index (format "
-                                    f"{meta.get('format')!r}); rebuild it with `{fix}`")
+                                    f"{meta.get('format') if isinstance(meta, dict) else None!r}); "
+                                    f"rebuild it with `{fix}`")
         if meta.get("version", 0) > FORMAT_VERSION:
             raise GalleryIndexError(f"{path} has format version {meta['version']}, newer than "
                                     f"this amalib reads ({FORMAT_VERSION}): upgrade amalib")
+        missing = [key for key in ("n", "dim", "kind", "params", "paths", "root", "labelled",
+                                   "class_names", "provenance") if key not in meta]
+        if missing:
+            raise GalleryIndexError(f"{path} is damaged (its metadata lacks "
+                                    f"{', '.join(missing)}); rebuild it with `{fix}`")
         features = parts.get("features")
         n, dim, kind = meta["n"], meta["dim"], meta["kind"]
         problems = []

@@ -292,10 +292,26 @@ def select_profile(
             ``["model.pretrained=none"]`` to start from random weights on purpose).
 
     Raises:
-        ValueError: unknown profile name.
+        amalib.engine.config.ConfigError: (a ``ValueError``) unknown profile or benchmark name,
+            or an override that is not a valid ``key=value`` for the profile's config.
         ProfileUnavailableError: ``gpu-mini`` without a GPU; ``gpu-real`` without its GPU, data
             or weights.
     """
+    from amalib.engine.config import ConfigError
+
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {PROFILES}")
+    if isinstance(overrides, (str, bytes)):
+        raise ConfigError(f"overrides must be a list of 'key.sub=value' strings, e.g. "
+                          f"['train.epochs=3'], got the string {overrides!r}")
+    profile = _select_profile(name, benchmark, data_root, weights, tuple(overrides))
+    profile.short_run_config()  # a bad override is an error now, not in a later cell
+    return profile
+
+
+def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tuple) -> Profile:
+    from amalib.engine.config import ConfigError
+
     if name == "auto":
         name = "gpu-mini" if gpu_name() is not None else "cpu-mini"
     if name == "gpu-mini":
@@ -320,8 +336,11 @@ def select_profile(
             device="cpu",
             description="the embedded mini-benchmark (generated into data/mini) on the CPU",
         )
-    if name != "gpu-real":
-        raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
+    from amalib.data.benchmarks import BENCHMARKS
+
+    if str(benchmark).lower() not in BENCHMARKS or str(benchmark).lower() == "mini":
+        raise ConfigError(f"unknown real benchmark {benchmark!r} for PROFILE = 'gpu-real'; choose "
+                          f"one of {', '.join(sorted(set(BENCHMARKS) - {'mini'}))}")
     problems = [f"missing: {item}" for item in missing_gpu_profile_files(benchmark, data_root,
                                                                           weights)]
     if gpu_name() is None:
@@ -431,14 +450,25 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
         ``(backbone, config, checkpoint_path)``: the teacher backbone in eval mode on
         ``profile.device``, the run's config and the checkpoint it came from.
     """
+    from amalib.engine.config import ConfigError
     from amalib.engine.evaluate import load_trained_backbone
     from amalib.engine.state import load_checkpoint
     from amalib.engine.trainer import Trainer
+    from amalib.errors import CheckpointError
 
+    if not isinstance(profile, Profile):
+        raise ConfigError(f"load_or_train needs the Profile that select_profile(...) returns, got "
+                          f"{profile!r}")
+    if isinstance(candidates, (str, Path)):  # one run directory or checkpoint
+        candidates = [candidates]
     wanted = profile.short_run_config()
     own = find_trained_run([profile.run_dir])
     if own is not None:
-        state = load_checkpoint(own)
+        try:
+            state = load_checkpoint(own, expect="ama")
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} (the notebooks' own run: delete {own.as_posix()} to "
+                                  "train it again)") from None
         if state.get("config") == wanted and \
                 int(state.get("epoch", -1)) == int(wanted["train"]["epochs"]):
             backbone, cfg = load_trained_backbone(own)

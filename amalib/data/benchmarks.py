@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from amalib.errors import InputError
+
 __all__ = [
     "BenchmarkSpec",
     "BENCHMARKS",
@@ -37,6 +39,8 @@ __all__ = [
     "read_class_names",
 ]
 
+_LIST_FIX = ("; fix the file, or write the lists again with `amalib prepare <benchmark> --root "
+             "<data root> --build-from <download>`")
 _LINE = re.compile(r"^(?P<path>.*\S)\s+(?P<label>[-+]?\d+)\s*$")
 
 
@@ -71,9 +75,9 @@ def read_file_list(path) -> list[tuple[str, int]]:
                 continue
             m = _LINE.match(line)
             if m is None or int(m["label"]) < 0:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: expected 'relative/path label' with an integer label >= 0, "
-                    f"got {line!r}"
+                    f"got {line!r}" + _LIST_FIX
                 )
             out.append((m["path"], int(m["label"])))
     return out
@@ -96,13 +100,15 @@ def read_class_names(path) -> list[str]:
     by_id: dict[int, str] = {}
     for name, cid in entries:
         if cid in by_id:
-            raise ValueError(f"{path}: id {cid} used by both {by_id[cid]!r} and {name!r}")
+            raise InputError(f"{path}: id {cid} used by both {by_id[cid]!r} and {name!r}"
+                             + _LIST_FIX)
         by_id[cid] = name
     if sorted(by_id) != list(range(len(by_id))):
-        raise ValueError(f"{path}: class ids must be 0..{len(by_id) - 1}, got {sorted(by_id)}")
+        raise InputError(f"{path}: class ids must be 0..{len(by_id) - 1}, got {sorted(by_id)}"
+                         + _LIST_FIX)
     names = [by_id[i] for i in range(len(by_id))]
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: a class name appears twice")
+        raise InputError(f"{path}: a class name appears twice" + _LIST_FIX)
     return names
 
 

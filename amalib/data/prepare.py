@@ -312,7 +312,12 @@ def prepare_main(name: str, root, build_from=None, *, verify_images: bool = True
         try:
             written = build_file_lists(build_from, root, spec)
         except (OSError, ValueError) as err:
-            print(f"could not build the file lists: {err}")
+            import sys
+
+            from amalib.errors import one_line
+
+            print(f"error: could not build the file lists from {build_from}: {one_line(str(err))}",
+                  file=sys.stderr)
             return 2
         for path, n in written.items():
             print(f"wrote {path} ({n} lines)")

@@ -55,25 +55,43 @@ def as_polylines(strokes) -> list[np.ndarray]:
             the canvas reported without a position).
 
     Raises:
-        ValueError: a stroke is not made of ``(x, y)`` pairs, holds NaN or infinity, or the
-            drawing has no point at all ("empty drawing").
+        amalib.errors.InputError: (a ``ValueError``) the strokes are not a list, a stroke is not
+            made of ``(x, y)`` number pairs, holds NaN or infinity, or the drawing has no point at
+            all ("empty drawing").
     """
+    from amalib.errors import InputError
+
     if strokes is None:
         strokes = []
+    if isinstance(strokes, (str, bytes, dict)) or not hasattr(strokes, "__iter__"):
+        raise InputError(f"strokes must be a list of strokes, each a list of [x, y] points, got "
+                         f"{_short(strokes)}")
     polylines = []
     for i, stroke in enumerate(strokes):
-        points = np.asarray(stroke, dtype=float)
-        if points.size == 0:
+        if isinstance(stroke, (str, bytes, dict)):
+            points = None
+        else:
+            try:
+                points = np.asarray(stroke, dtype=float)
+            except (TypeError, ValueError):  # text or ragged lists where numbers should be
+                points = None
+        if points is not None and points.size == 0:
             continue
-        if points.ndim != 2 or points.shape[1] != 2:
-            raise ValueError(f"stroke {i}: expected (x, y) points, got an array of shape "
-                             f"{points.shape}")
+        if points is None or points.ndim != 2 or points.shape[1] != 2:
+            got = _short(stroke) if points is None else f"an array of shape {points.shape}"
+            raise InputError(f"stroke {i}: expected a list of [x, y] number pairs, got {got}")
         if not np.isfinite(points).all():
-            raise ValueError(f"stroke {i}: coordinates must be finite numbers")
+            raise InputError(f"stroke {i}: coordinates must be finite numbers")
         polylines.append(points)
     if not polylines:
-        raise ValueError("empty drawing: there is no stroke to render (draw something first)")
+        raise InputError("empty drawing: there is no stroke to render (draw something first)")
     return polylines
+
+
+def _short(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _placement(polylines: list[np.ndarray], image_size: int, canvas_size, fit: bool,
@@ -251,25 +269,45 @@ def load_strokes(path) -> tuple[list[np.ndarray], int | tuple[int, int] | None]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a drawing (the message says what was expected).
+        amalib.errors.InputError: (a ``ValueError``) the file is not a drawing: not JSON, strokes
+            of the wrong shape, a bad canvas size (the message names the file and the form
+            expected).
     """
+    from amalib.errors import InputError
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"strokes file not found: {path}")
+    form = ('a drawing is {"canvas_size": 256, "strokes": [[[x, y], ...], ...]}, as the sketch '
+            "pad's pad.save() writes it")
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a JSON drawing (not UTF-8 text); {form}") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from err
+        raise InputError(f"{path}: not JSON ({err}); {form}") from None
     canvas_size = None
     if isinstance(content, dict):
         if "strokes" not in content:
-            raise ValueError(f'{path}: expected {{"strokes": [[[x, y], ...], ...]}}, found the '
-                             f"keys {sorted(content)}")
+            raise InputError(f'{path}: expected {{"strokes": [[[x, y], ...], ...]}}, found the '
+                             f"keys {sorted(content)}; {form}")
         canvas_size = content.get("canvas_size")
         if isinstance(canvas_size, list):
             canvas_size = tuple(canvas_size)
         content = content["strokes"]
+    if canvas_size is not None and not _is_canvas_size(canvas_size):
+        raise InputError(f"{path}: canvas_size must be a positive number or [width, height], got "
+                         f"{_short(canvas_size)}; {form}")
     try:
         return as_polylines(content), canvas_size
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
+    except ValueError as err:
+        raise InputError(f"{path}: {err}; {form}") from None
+
+
+def _is_canvas_size(value) -> bool:
+    def positive(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) and x > 0
+
+    if isinstance(value, tuple):
+        return len(value) == 2 and all(positive(x) for x in value)
+    return positive(value)

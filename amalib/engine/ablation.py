@@ -140,11 +140,12 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
     updated under a file lock). ``ama_runs`` (a path with ``{seed}``, e.g. ``"runs/demo_s{seed}"``) takes the AMA row from
     finished ``amalib demo`` runs instead of training it again (:func:`ama_row_from_demo`).
     """
+    from amalib.engine.config import ConfigError, load_config
+
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
-        raise ValueError(f"unknown ablation rows {unknown}; choose from {sorted(ROWS)}")
+        raise ConfigError(f"unknown ablation rows {unknown}; choose from {sorted(ROWS)}")
     wanted = {ROWS[r] for r in rows}
-    from amalib.engine.config import ConfigError, load_config
     from amalib.engine.supervised import SUPERVISED_KEYS
     from amalib.engine.trainer import Trainer
 
@@ -166,6 +167,17 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
                           f"{config_file}); choose another --out or delete it")
     config_file.write_text(json.dumps(resolved, indent=2))
     table = json.loads(table_file.read_text()) if table_file.exists() else {}
+    if ama_runs is not None and AMA in wanted:  # checked before anything trains
+        for seed in seeds:
+            if str(seed) in table.get(AMA, {}):
+                continue
+            try:
+                run = Path(ama_runs.format(seed=seed))
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"--ama-runs {ama_runs}: the only placeholder is {{seed}}, e.g. "
+                                  f"runs/demo_s{{seed}} ({type(err).__name__}: {err})") from None
+            ama_row_from_demo(run, load_config(config, [*overrides, *ABLATIONS[AMA],
+                                                        f"train.seed={seed}"]))
     if STARTING_BACKBONE not in table:
         # The row every variant starts from: the configured backbone, evaluated untrained (the
         # same for every seed, so once).

@@ -124,19 +124,21 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
 
     from amalib.engine.config import load_config
     from amalib.engine.evaluate import test_features
-    from amalib.engine.trainer import Trainer, TrainingInterrupted
+    from amalib.engine.trainer import Trainer, TrainingInterrupted, read_resume_checkpoint
 
     t_start = time.perf_counter()
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"checkpoint to resume the demo from not found: {resume} (run "
                                 "`amalib demo` without --resume to start over)")
+    cfg = load_config(config, [f"train.seed={seed}", *overrides])
+    # Checked before anything is written or built: a damaged or foreign checkpoint stops here.
+    resume_state = None if resume is None else read_resume_checkpoint(resume, cfg, "ama")
     out.mkdir(parents=True, exist_ok=True)
     # A summary from an earlier run in this directory must not outlive an interrupted one.
     (out / "summary.json").unlink(missing_ok=True)
     metrics_file = out / "train" / "metrics.jsonl"
     if resume is None and metrics_file.exists():
         metrics_file.unlink()
-    cfg = load_config(config, [f"train.seed={seed}", *overrides])
     trainer = Trainer(cfg, out / "train", progress=progress, log=log)
     dcfg = cfg["data"]
     kw = dict(batch_size=dcfg["eval_batch_size"], device=trainer.device,
@@ -153,7 +155,7 @@ def _run_demo(out, config, seed, overrides, progress, figures, resume, log):
     log(f"starting backbone ({cfg['model']['pretrained']}, {starting['objective']}): "
         f"mAP@all {before['mAP@all']:.4f}")
     if resume is not None:
-        trainer.resume(resume)
+        trainer.resume(resume, resume_state)
     trainer.fit()
     if trainer.stopped_by is not None:
         name = signal.Signals(trainer.stopped_by).name

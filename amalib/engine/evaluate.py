@@ -217,16 +217,27 @@ def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> 
 
     Raises:
         FileNotFoundError: the checkpoint does not exist.
+        amalib.errors.CheckpointError: a truncated file, a file of another kind (an index, a DINO
+            backbone, a supervised pretraining checkpoint, …) or weights that do not fit the
+            checkpoint's own config (the message names the file and what fits it).
     """
     from amalib.engine.state import load_checkpoint
+    from amalib.errors import CheckpointError
     from amalib.models import create_vit
 
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, expect=("ama", "pretrain"))
     cfg = state["config"]["model"]
-    backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
-                          stem=cfg.get("stem", "patch"))
-    prefix = "backbone."
-    weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
-    backbone.load_state_dict(weights, strict=True)
+    try:
+        backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
+                              stem=cfg.get("stem", "patch"))
+        prefix = "backbone."
+        weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
+        backbone.load_state_dict(weights, strict=True)
+    except (KeyError, ValueError, RuntimeError) as err:
+        detail = str(err).splitlines()[0][:200]
+        raise CheckpointError(
+            f"{checkpoint}: its {which} weights do not fit the model its own config describes "
+            f"({cfg.get('arch')}/{cfg.get('patch_size')}: {detail}); the file was changed after "
+            "`amalib train` wrote it: use the checkpoint as written") from None
     return backbone.eval(), state["config"]
 

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 __all__ = ["IMAGE_SUFFIXES", "GALLERY_SPLITS", "backbone_fingerprint", "folder_gallery",
-           "build_gallery_index", "load_query_model", "embed_images", "parse_gallery"]
+           "build_gallery_index", "load_query_model", "embed_images", "parse_gallery",
+           "read_query_image"]
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +261,9 @@ def embed_images(backbone: nn.Module, transform, images, *, device="cpu",
 
     Raises:
         FileNotFoundError: a file does not exist.
+        amalib.errors.InputError: a file is not an image (see :func:`read_query_image`).
     """
     from PIL import Image
-
-    from amalib.data.datasets import load_rgb
 
     items = [im if isinstance(im, Image.Image) else Path(im) for im in images]
     for item in items:
@@ -272,7 +273,36 @@ def embed_images(backbone: nn.Module, transform, images, *, device="cpu",
     with torch.no_grad():  # features only: no autograd graph for the queries
         for start in range(0, len(items), batch_size):
             batch = torch.stack([transform(im.convert("RGB") if isinstance(im, Image.Image)
-                                           else load_rgb(im))
+                                           else read_query_image(im))
                                  for im in items[start:start + batch_size]])
             out.append(backbone(batch.to(device)).float().cpu())
     return torch.nn.functional.normalize(torch.cat(out), dim=1)
+
+
+def read_query_image(path) -> Image.Image:
+    """A query sketch file, decoded now, as RGB.
+
+    Raises:
+        FileNotFoundError: no such file.
+        amalib.errors.InputError: the file is not an image PIL can decode (another kind of file,
+            a truncated image, or one larger than PIL's decompression-bomb limit); the message
+            names the file.
+    """
+    from PIL import Image
+
+    from amalib.data.datasets import load_rgb
+    from amalib.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sketch image not found: {path}")
+    try:
+        return load_rgb(path)
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path} is too large to read safely ({err}); give a smaller sketch "
+                         "image") from None
+    except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
+        reason = "not an image file PIL recognises" if isinstance(
+            err, Image.UnidentifiedImageError) else str(err).splitlines()[0]
+        raise InputError(f"{path} is not a readable image ({reason}); give a sketch as a PNG or "
+                         "JPEG file, or a drawing with --strokes") from None

@@ -112,7 +112,9 @@ class PhotoGallery:
         if query_label is None or isinstance(query_label, (int, np.integer)):
             return None if query_label is None else int(query_label)
         if self.class_names is None or query_label not in self.class_names:
-            raise ValueError(f"unknown class {query_label!r}"
+            from amalib.errors import InputError
+
+            raise InputError(f"unknown class {query_label!r}"
                              + (f"; the gallery's classes: {', '.join(self.class_names)}"
                                 if self.class_names else " (the gallery has no class names)"))
         return self.class_names.index(query_label)
@@ -201,6 +203,10 @@ def query_image(model: nn.Module, image, gallery: PhotoGallery, *, transform, k:
         k: Photos to return.
         query_label: Class id or name of the sketch, to mark hits; None: not known.
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        from amalib.errors import InputError
+
+        raise InputError(f"k is how many photos to show: an integer >= 1, got {k!r}")
     label = gallery.label_of(query_label)
     feature = encode_image(model, image, transform)
     indices, scores = gallery.search(feature, k)

@@ -233,11 +233,7 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     save_config(config, run_dir / "config.yaml")
     checkpoint = run_dir / "checkpoint.pth"
     if resume is not None:
-        state = load_checkpoint(resume)
-        if state.get("mode") != "pretrain-supervised":
-            raise ConfigError(f"{resume} is not a supervised pretraining checkpoint (mode "
-                              f"{state.get('mode')!r}); with pretrain.objective=dino, resume "
-                              "DINO checkpoints")
+        state = load_checkpoint(resume, expect="pretrain-supervised")
         def fixed(p):  # the settings a resumed run may not change (steps may grow)
             return {k: v for k, v in p.items() if k not in ("steps", "checkpoint_every")}
 
@@ -289,10 +285,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path, *, command: str | N
     objective, the pool classes, the steps, ``command``) that ``amalib demo`` copies into
     ``summary.json``. ``half`` stores float16 (the shipped asset stays small).
     """
-    state = load_checkpoint(checkpoint)
-    if state.get("mode") != "pretrain-supervised":
-        raise ValueError(f"{checkpoint} is not a supervised pretraining checkpoint "
-                         f"(mode {state.get('mode')!r})")
+    state = load_checkpoint(checkpoint, expect="pretrain-supervised")
     weights = {}
     for key, value in state["backbone"].items():
         value = value.detach().cpu()
@@ -303,4 +296,5 @@ def export_backbone(checkpoint: str | Path, out: str | Path, *, command: str | N
         provenance["final_loss"] = round(float(state["history"][-1]["loss"]), 4)
     if command:
         provenance["command"] = command
-    return save_checkpoint({"teacher": weights, "epoch": 0, "provenance": provenance}, out)
+    return save_checkpoint({"teacher": weights, "epoch": 0, "provenance": provenance,
+                            "kind": "backbone"}, out)

@@ -44,8 +44,8 @@ from amalib.engine.state import (
 from amalib.losses.mutual_alignment import MA_CROPS, mutual_alignment_multi, mutual_alignment_rows
 from amalib.models.student_teacher import ema_update
 
-__all__ = ["Trainer", "TrainingDivergedError", "TrainingInterrupted", "resolve_pretrained",
-           "train"]
+__all__ = ["Trainer", "TrainingDivergedError", "TrainingInterrupted", "read_resume_checkpoint",
+           "resolve_pretrained", "train"]
 
 DOMAINS = ("sketch", "photo")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "false": None}
@@ -108,6 +108,98 @@ def resolve_pretrained(spec: str | None) -> str | None:
             "weights on purpose."
         )
     return str(path)
+
+
+def _build_networks(mcfg: dict, stem: str, pos_interp: str):
+    from amalib.models import build_student_teacher
+
+    return build_student_teacher(
+        arch=mcfg["arch"],
+        patch_size=mcfg["patch_size"],
+        img_size=mcfg["img_size"],
+        out_dim=mcfg["out_dim"],
+        drop_path_rate=mcfg["drop_path_rate"],
+        hidden_dim=mcfg["hidden_dim"],
+        bottleneck_dim=mcfg["bottleneck_dim"],
+        norm_last_layer=mcfg["norm_last_layer"],
+        stem=stem,
+        pos_embed_interpolation=pos_interp,
+    )
+
+
+def _pretrained_error(path: str, err: Exception) -> Exception:
+    """``model.pretrained`` names a file that does not fit: a CheckpointError naming it."""
+    from amalib.errors import AmalibError, CheckpointError, one_line
+
+    if isinstance(err, AmalibError):  # already names the file (truncated, another kind, ...)
+        return CheckpointError(f"model.pretrained: {err}")
+    return CheckpointError(
+        f"model.pretrained={path} does not fit model.arch/model.patch_size/model.stem: "
+        f"{one_line(str(err))[:400]}; set the model to the file's architecture or pass weights "
+        "of this one")
+
+
+#: Model settings that shape the weights: a checkpoint resumes only into the same ones.
+_SHAPE_KEYS = ("arch", "patch_size", "img_size", "stem", "out_dim", "hidden_dim",
+               "bottleneck_dim")
+
+
+def _model_summary(cfg: dict) -> str:
+    m = cfg.get("model", {})
+    return (f"{m.get('arch')}/{m.get('patch_size')}, out_dim {m.get('out_dim')}, "
+            f"benchmark {cfg.get('benchmark')}")
+
+
+def _config_name(cfg: dict, checkpoint: Path | None = None) -> str:
+    """The shipped config whose model and benchmark ``cfg`` has, else the run's config.yaml."""
+    from amalib.engine.config import available_configs, load_config
+
+    def same(other: dict) -> bool:
+        return all(other["model"].get(k) == cfg["model"].get(k) for k in _SHAPE_KEYS)
+
+    shipped = []
+    for name in available_configs():
+        try:
+            other = load_config(name)
+        except ConfigError:  # pragma: no cover - shipped configs load
+            continue
+        if same(other) and other.get("benchmark") in (cfg.get("benchmark"), None):
+            shipped.append((other.get("benchmark") is None, name))
+    if shipped:
+        return min(shipped)[1]  # the benchmark's own config before a base config
+    beside = None if checkpoint is None else Path(checkpoint).parent / "config.yaml"
+    return str(beside) if beside is not None and beside.is_file() else "<its config.yaml>"
+
+
+def read_resume_checkpoint(path, config: dict, mode: str = "ama", *, map_location="cpu") -> dict:
+    """Read a checkpoint to resume and check it fits ``config``, before a model is built.
+
+    Raises:
+        FileNotFoundError: no such file.
+        amalib.errors.CheckpointError: truncated, or not a training checkpoint of ``mode``.
+        ConfigError: it was trained with other model shapes, another benchmark or optimiser;
+            the message names the config it was trained with and the command that resumes it.
+    """
+    expect = "ama" if mode == "ama" else "pretrain"
+    state = load_checkpoint(path, map_location=map_location, expect=expect)
+    old = state["config"]
+    differs = [f"model.{k}" for k in _SHAPE_KEYS
+               if old.get("model", {}).get(k, "patch" if k == "stem" else None)
+               != config["model"].get(k, "patch" if k == "stem" else None)]
+    if old.get("benchmark") != config.get("benchmark"):
+        differs.append("benchmark")
+    if str(old.get("train", {}).get("optimizer")).lower() != \
+            str(config["train"].get("optimizer")).lower():
+        differs.append("train.optimizer")
+    if differs:
+        name = _config_name(old, Path(path))
+        command = "pretrain" if mode == "pretrain" else "train"
+        raise ConfigError(
+            f"{path} was trained with config {name} ({_model_summary(old)}), this run's config "
+            f"has {_model_summary(config)} ({', '.join(differs)} differ); resume with "
+            f"`amalib {command} --config {name} --resume {path}` or start a new run (another "
+            "--out, without --resume)")
+    return state
 
 
 def _param_groups(model: nn.Module, exempt: str = "biases_and_norms") -> list[dict]:
@@ -190,7 +282,13 @@ class Trainer:
         if self.amp_dtype == "invalid":
             raise ConfigError(f"train.amp must be one of {sorted(_AMP_DTYPES)}, got {tcfg['amp']!r}")
         self.use_amp = self.amp_dtype is not None and self.device.type == "cuda"
-        seed_everything(int(tcfg["seed"]))
+        seed = tcfg["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ConfigError(f"train.seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+        # A checkpoint to resume is read and checked against the config before anything is built.
+        resume_state = None if resume is None else read_resume_checkpoint(
+            resume, config, mode, map_location=self.device)
+        seed_everything(seed)
         self.schedule = self._build_schedule()
         self._setup_data()
         self._setup_models()
@@ -200,7 +298,7 @@ class Trainer:
         self._mid_epoch: dict = {}
         self.history: list[dict] = []
         if resume is not None:
-            self._resume(resume)
+            self._resume(resume, resume_state)
         self.clusters: dict[str, list] = {}
         self._prototypes: dict[str, list[torch.Tensor]] = {}
         # The current step's statistics (cc_kept_*: the share of the batch the confidence filter
@@ -242,7 +340,12 @@ class Trainer:
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
         crops = {d: dict(dcfg[f"{d}_crops"]) for d in DOMAINS}
-        transforms = {d: MultiCropTransform(domain=d, **crops[d]) for d in DOMAINS}
+        transforms = {}
+        for d in DOMAINS:
+            try:
+                transforms[d] = MultiCropTransform(domain=d, **crops[d])
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"data.{d}_crops: {err}") from None
         self.n_global = crops["photo"]["n_global"]
         if self.mode == "pretrain":
             self.train_sets = {"photo": build_pretrain_set(root, self.spec, transforms["photo"])}
@@ -277,7 +380,7 @@ class Trainer:
             )
 
     def _setup_models(self) -> None:
-        from amalib.models import build_student_teacher, load_dino_weights
+        from amalib.models import load_dino_weights
         from amalib.models.checkpoint import load_dino_backbone
 
         mcfg = self.cfg["model"]
@@ -288,18 +391,17 @@ class Trainer:
         if pos_interp not in ("timm", "dino"):
             raise ConfigError("model.pos_embed_interpolation must be 'timm' or 'dino', got "
                               f"{pos_interp!r}")
-        student, teacher = build_student_teacher(
-            arch=mcfg["arch"],
-            patch_size=mcfg["patch_size"],
-            img_size=mcfg["img_size"],
-            out_dim=mcfg["out_dim"],
-            drop_path_rate=mcfg["drop_path_rate"],
-            hidden_dim=mcfg["hidden_dim"],
-            bottleneck_dim=mcfg["bottleneck_dim"],
-            norm_last_layer=mcfg["norm_last_layer"],
-            stem=stem,
-            pos_embed_interpolation=pos_interp,
-        )
+        from amalib.models.vit import VIT_PRESETS
+
+        if mcfg["arch"] not in VIT_PRESETS:
+            raise ConfigError(f"model.arch: unknown ViT architecture {mcfg['arch']!r}; choose one "
+                              f"of {', '.join(sorted(VIT_PRESETS))} (e.g. --set "
+                              "model.arch=vit_small)")
+        try:
+            student, teacher = _build_networks(mcfg, stem, pos_interp)
+        except ValueError as err:
+            raise ConfigError(f"the model settings do not fit together: {err}; change them with "
+                              "--set model.<key>=...") from None
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
         # Which entry of a full DINO checkpoint the student starts from: "teacher" (amalib: both
         # networks from the file's teacher) or "student" (the release: student from `student`,
@@ -317,14 +419,20 @@ class Trainer:
                     f"model.pretrained={self.pretrained!r} holds a patch-projection ViT, but "
                     f"model.stem is {stem!r}; set model.stem=patch or pretrain your own"
                 )
-            backbone = load_dino_backbone(self.pretrained, arch=mcfg["arch"],
-                                          patch_size=mcfg["patch_size"])
+            try:
+                backbone = load_dino_backbone(self.pretrained, arch=mcfg["arch"],
+                                              patch_size=mcfg["patch_size"])
+            except ValueError as err:
+                raise _pretrained_error(self.pretrained, err) from None
             for net in (student, teacher):
                 net.backbone.load_state_dict(backbone.state_dict(), strict=True)
             self.log(f"loaded backbone weights from {self.pretrained} (head: random init)")
         else:
             source = "each" if init_student_from == "student" else "teacher"
-            report = load_dino_weights(student, teacher, self.pretrained, source=source)
+            try:
+                report = load_dino_weights(student, teacher, self.pretrained, source=source)
+            except ValueError as err:
+                raise _pretrained_error(self.pretrained, err) from None
             head = "with its head" if report.get("head_loaded") else "head: random init"
             which = ("student <- student, teacher <- teacher" if source == "each"
                      else "teacher into both")
@@ -449,22 +557,32 @@ class Trainer:
                          for d, results in self.clusters.items()},
         }
 
-    def resume(self, path: str | Path) -> None:
+    def resume(self, path: str | Path, state: dict | None = None) -> None:
         """Continue from checkpoint ``path`` (what ``resume=`` does at construction); the demo
-        calls it after evaluating the starting backbone."""
-        self._resume(path)
+        calls it after evaluating the starting backbone. ``state``: the checkpoint already read
+        with :func:`read_resume_checkpoint`."""
+        self._resume(path, state)
 
-    def _resume(self, path: str | Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        if state.get("mode", "ama") != self.mode:
-            raise ConfigError(f"{path} is a {state.get('mode')!r} checkpoint, not {self.mode!r}")
-        self.student.load_state_dict(state["student"])
-        self.teacher.load_state_dict(state["teacher"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        for d, loss in self.dino_losses.items():
-            loss.load_state_dict(state["dino_loss"][d])
-        self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
+    def _resume(self, path: str | Path, state: dict | None = None) -> None:
+        if state is None:
+            state = read_resume_checkpoint(path, self.cfg, self.mode, map_location=self.device)
+        try:
+            self.student.load_state_dict(state["student"])
+            self.teacher.load_state_dict(state["teacher"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            for d, loss in self.dino_losses.items():
+                loss.load_state_dict(state["dino_loss"][d])
+            self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            from amalib.errors import CheckpointError, one_line
+
+            what = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else \
+                one_line(str(err))[:300]
+            raise CheckpointError(
+                f"{path} does not hold a complete training state of this config ({what}); it "
+                "was changed after `amalib train` wrote it: resume from an intact checkpoint or "
+                "start a new run") from None
         self.history = list(state.get("history", []))
         if self.start_step > 0:
             self._mid_epoch = {"rng": state.get("rng"), "clusters": state.get("clusters")}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,16 +131,18 @@ class DINOCheckpoint:
 
 
 def _torch_load(path: Path):
+    """The file's content, read with ``weights_only=True`` (``argparse.Namespace`` allowed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        amalib.errors.CheckpointError: a truncated file, or one that is not a PyTorch file or
+            holds other Python objects (never loaded unsafely).
+    """
+    from amalib.engine.state import read_torch_file
+
     if not path.is_file():
         raise FileNotFoundError(f"DINO checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise pickle.UnpicklingError(
-            f"{path} holds objects that torch.load(weights_only=True) refuses (only tensors, "
-            f"plain containers and argparse.Namespace are allowed for DINO checkpoints): {error}"
-        ) from error
+    return read_torch_file(path, what="DINO checkpoint", safe_globals=[argparse.Namespace])
 
 
 def _strip_prefixes(state_dict: dict) -> dict[str, torch.Tensor]:
