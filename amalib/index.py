@@ -236,9 +236,12 @@ class GalleryIndex:
     def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best gallery items of each query by cosine similarity.
 
-        The exact kind ranks with :func:`amalib.metrics.top_k` (the same lists and scores on
-        every machine, ties by gallery order); the approximate kinds take faiss' candidates and
-        score and order them the same way (:func:`amalib.metrics.rescore_candidates`).
+        The exact kind ranks with :func:`amalib.metrics.top_k` against the stored rows (the
+        same lists and scores on every machine, ties by gallery order; the stored rows are the
+        gallery features normalised and rounded to float32, so scores can differ from
+        ``top_k`` on the raw features by that rounding); the approximate kinds take faiss'
+        candidates and score and order them the same way
+        (:func:`amalib.metrics.rescore_candidates`).
 
         Args:
             queries: ``(Q, D)`` query features (L2-normalised here).

@@ -59,8 +59,11 @@ grid (:func:`cosine_scores`):
 
 The result is a function of the input features alone: the same scores, rankings, top-k lists and
 metric values on every machine, chunk size and thread count. The grid moves a cosine by at most
-about ``√D · 2**-27`` (far below what separates two photos in practice), and the float64 product
-costs about twice a float32 one (``benchmarks/bench_metrics.py``). Features computed by a
+about ``√D · 2**-26`` (in practice about ``2**-27``; far below what separates two photos), the
+float32 rounding of the score by ``2**-25``, so features given in float64 are ranked at float32
+resolution. The float64 product costs about twice a float32 one on a CPU and on data-centre GPUs
+(``benchmarks/bench_metrics.py``); consumer GPUs run float64 at 1/32 to 1/64 of float32. MPS has no
+float64: there the scores are computed on the CPU. Features computed by a
 network are another matter: a model's forward pass itself differs by ulps across CPUs and batch
 sizes, so two machines compare the same only when given the same features.
 
@@ -94,7 +97,7 @@ METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
 _TOP = 200
 _PRECISION_KS = (100, 200)
 #: Unit-norm feature components are rounded to multiples of ``2**-GRID_BITS`` before scoring.
-#: With |component| <= 1 every grid value is an integer of at most 26 bits, so a dot product of
+#: With |component| <= 1 every grid value is an integer in [-2**26, 2**26], so a dot product of
 #: two grid rows and every partial sum of it is an integer below ``2**53`` (Cauchy-Schwarz bounds
 #: them by the product of the rows' norms, about ``2**52``): float64 holds them exactly.
 GRID_BITS = 26
@@ -188,16 +191,18 @@ def _resolve_convention(ap: str | None, convention: str | None) -> Convention:
 
 
 def _fixed_order_row_sums(v: torch.Tensor) -> torch.Tensor:
-    """Sum of each row of ``v`` by one fixed pairwise tree of elementwise additions.
+    """Sum of each row of ``v`` by one fixed tree of elementwise additions of adjacent pairs.
 
     ``v.sum(dim=1)`` adds in an order that depends on the SIMD width and the thread count; an
     elementwise addition is correctly rounded on every CPU and GPU, so this tree gives the same
-    bits everywhere.
+    bits everywhere. Each node adds one aligned block (entries ``j·2^l … (j+1)·2^l - 1``), so
+    zeros appended to a row change nothing: a query's sum does not depend on the width its
+    chunk was padded to.
     """
     while v.shape[1] > 1:
-        half = v.shape[1] // 2
-        pairs = v[:, :half] + v[:, half:2 * half]
-        v = torch.cat([pairs, v[:, 2 * half:]], dim=1) if v.shape[1] % 2 else pairs
+        if v.shape[1] % 2:
+            v = torch.cat([v, v.new_zeros((v.shape[0], 1))], dim=1)
+        v = v[:, 0::2] + v[:, 1::2]
     return v[:, 0]
 
 
@@ -211,6 +216,12 @@ def grid_features(features: torch.Tensor) -> torch.Tensor:
     x = features.to(torch.float64)
     if x.shape[1] == 0:
         return x
+    # Scale each row by a power of two (exact) so that its largest entry is in [0.5, 1): the
+    # squares can neither overflow nor underflow, and the normalised row is unchanged.
+    _, exponent = torch.frexp(x.abs().amax(dim=1, keepdim=True))
+    # 2**-exponent built from its bits (exact on every device; pow/exp2 promise no exactness).
+    power = (1023 - exponent.to(torch.int64)).clamp(1, 2046)
+    x = x * (power << 52).view(torch.float64)
     norm = torch.sqrt(_fixed_order_row_sums(x * x)).clamp_min(1e-12)
     return torch.round(x / norm[:, None] * _GRID)
 
@@ -249,7 +260,8 @@ def _grid_scores(q_grid: torch.Tensor, g_grid_t: torch.Tensor, out: torch.Tensor
     if out is None:
         out = torch.empty(work.shape, dtype=torch.float32, device=work.device)
     out.copy_(work)  # one correctly rounded conversion of an exact integer
-    return out.mul_(_SCORE_SCALE)  # a power of two: exact
+    # A power of two: exact. Adding 0.0 turns a -0.0 (a BLAS's sign of an exact zero) into +0.0.
+    return out.mul_(_SCORE_SCALE).add_(0.0)
 
 
 def cosine_scores(query_features, gallery_features) -> torch.Tensor:
@@ -540,12 +552,16 @@ def _ranking_metrics(
     for k in _PRECISION_KS:
         if convention.precision == "hits/K":
             kk = min(k, n_gallery)
-            out[f"P@{k}"] = (ranks[:, head] < kk).sum(dim=1).to(torch.float64) / kk
+            # Divided by a tensor: CUDA divides by a Python number as a product with its inverse.
+            out[f"P@{k}"] = ((ranks[:, head] < kk).sum(dim=1).to(torch.float64)
+                             / torch.tensor(float(kk), dtype=torch.float64, device=ranks.device))
         elif convention.precision == "hits@min(K,R)":  # R <= G: the list is in the gallery
             m = torch.clamp(n_rel, max=float(k))
             out[f"P@{k}"] = (ranks[:, :k] < m[:, None]).sum(dim=1).to(torch.float64) / m
-        else:  # "relevant@K+1": the item at 0-based rank K (none when the gallery is shorter)
-            out[f"P@{k}"] = (ranks[:, :k + 1] == k).any(dim=1).to(torch.float64)
+        else:  # "relevant@K+1": the item at 0-based rank K (none when the gallery is shorter);
+            # padding entries hold G, which equals K when the gallery has exactly K items.
+            at_k = (ranks[:, :k + 1] == k) & valid[:, :k + 1]
+            out[f"P@{k}"] = at_k.any(dim=1).to(torch.float64)
     return out
 
 
@@ -655,7 +671,7 @@ def evaluate_retrieval(
             the ``"ama"`` or the ``"sklearn"`` convention.
         convention: A name in :data:`CONVENTIONS` (default ``"ama"``, the release's), for
             numbers comparable with another code base's; it sets the AP as well.
-        chunk_size: queries per chunk; default keeps about 32M scores per chunk.
+        chunk_size: queries per chunk; default keeps about 16M scores per chunk.
         device: where to compute.
         per_query: also return ``result["per_query"][key]``, a ``(Q,)`` array (NaN for
             excluded queries).
@@ -829,10 +845,15 @@ def rescore_candidates(query_features, gallery_features, candidates
     if cand.ndim != 2 or cand.shape[0] != q.shape[0]:
         raise ValueError(f"candidates must be (queries, k) = ({q.shape[0]}, k), got {cand.shape}")
     missing = cand < 0
-    rows = grid_features(g[torch.from_numpy(np.where(missing, 0, cand)).reshape(-1)])
-    rows = rows.reshape(cand.shape[0], cand.shape[1], -1)
-    # (Q, 1, D) @ (Q, D, k): exact integer products, rounded once, as in cosine_scores.
-    scores = _grid_scores(grid_features(q)[:, None, :], rows.transpose(1, 2))[:, 0].numpy()
+    scores = np.empty(cand.shape, dtype=np.float32)
+    per_chunk = max(1, (4 * 1024 * 1024) // max(1, cand.shape[1] * q.shape[1]))  # 32 MB of rows
+    for start in range(0, len(cand), per_chunk):
+        part = slice(start, start + per_chunk)
+        picked = torch.from_numpy(np.where(missing[part], 0, cand[part])).reshape(-1)
+        rows = grid_features(g[picked]).reshape(len(picked) // cand.shape[1], cand.shape[1], -1)
+        # (q, 1, D) @ (q, D, k): exact integer products, rounded once, as in cosine_scores.
+        scores[part] = _grid_scores(grid_features(q[part])[:, None, :],
+                                    rows.transpose(1, 2))[:, 0].numpy()
     scores[missing] = -np.inf
     # Best first, ties by gallery index, missing candidates last.
     by_index = np.argsort(np.where(missing, np.iinfo(np.int64).max, cand), axis=1, kind="stable")

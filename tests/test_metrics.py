@@ -357,15 +357,24 @@ def test_top_k_breaks_ties_by_gallery_order_like_the_metrics():
     assert idx.tolist() == [[1, 3, 0, 2, 4]]
 
 
+def plain_tree_sum(values: list[float]) -> float:
+    """Adjacent pairs added level by level (a zero appended to an odd level), in Python floats."""
+    values = list(values)
+    while len(values) > 1:
+        if len(values) % 2:
+            values.append(0.0)
+        values = [values[i] + values[i + 1] for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def plain_grid_row(row) -> list[int]:
-    """One feature row on the scoring grid, the plain way: a pairwise tree of Python float
-    additions for the squared norm, Python's round (half to even, as torch.round)."""
+    """One feature row on the scoring grid, the plain way: scaled by a power of two (math.ldexp,
+    exact), the squared norm by :func:`plain_tree_sum`, Python's round (half to even, as
+    torch.round)."""
     values = [float(x) for x in row]
-    squares = [x * x for x in values]
-    while len(squares) > 1:
-        half = len(squares) // 2
-        squares = [squares[i] + squares[half + i] for i in range(half)] + squares[2 * half:]
-    norm = max(math.sqrt(squares[0]), 1e-12)
+    exponent = math.frexp(max(abs(x) for x in values))[1]
+    values = [math.ldexp(x, -exponent) for x in values]
+    norm = max(math.sqrt(plain_tree_sum([x * x for x in values])), 1e-12)
     return [round(x / norm * 2**metrics_module.GRID_BITS) for x in values]
 
 
@@ -388,30 +397,34 @@ def tie_heavy_features(seed: int = 0, n_query: int = 37, n_gallery: int = 211, d
     return q, rng.integers(0, 5, n_query), g, rng.integers(0, 5, n_gallery)
 
 
-def test_fixed_order_row_sums_are_a_pairwise_tree():
+def test_fixed_order_row_sums_are_a_tree_that_padding_does_not_change():
     rng = np.random.default_rng(1)
     for dim in (1, 2, 3, 7, 64, 384, 385):
         x = rng.standard_normal((5, dim))
         got = metrics_module._fixed_order_row_sums(torch.from_numpy(x))
         for i in range(5):
-            values = x[i].tolist()
-            while len(values) > 1:
-                half = len(values) // 2
-                values = [values[j] + values[half + j] for j in range(half)] + values[2 * half:]
-            assert got[i].item() == values[0]  # bit for bit
+            assert got[i].item() == plain_tree_sum(x[i].tolist())  # bit for bit
+        # A query's row is padded with zeros to the widest row of its chunk: no change.
+        for extra in (1, 2, 5, 100):
+            padded = np.concatenate([x, np.zeros((5, extra))], axis=1)
+            assert torch.equal(metrics_module._fixed_order_row_sums(torch.from_numpy(padded)),
+                               got)
 
 
-@pytest.mark.parametrize("make", ["random", "tie-heavy", "scaled"])
+@pytest.mark.parametrize("make", ["random", "tie-heavy", "scaled", "extreme"])
 def test_cosine_scores_equal_the_plain_exact_computation(make):
     rng = np.random.default_rng(2)
     if make == "random":
         q, g = rng.standard_normal((6, 48)).astype(np.float32), rng.standard_normal((23, 48))
     elif make == "tie-heavy":
         q, _, g, _ = tie_heavy_features(n_query=6, n_gallery=40)
-    else:  # a norm far from 1 and a zero row
+    elif make == "scaled":  # a norm far from 1 and a zero row
         q = rng.standard_normal((4, 10)).astype(np.float32) * 1e4
         g = rng.standard_normal((9, 10)).astype(np.float32) * 1e-3
         g[3] = 0
+    else:  # float64 rows whose squares would overflow or underflow
+        q = rng.standard_normal((3, 10)) * 1e200
+        g = rng.standard_normal((5, 10)) * np.array([[1e-300], [1e300], [1.0], [1e-200], [1e150]])
     got = metrics_module.cosine_scores(q, g).numpy()
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, plain_scores(q, g))  # bit for bit, not approximately
@@ -449,13 +462,17 @@ def test_duplicated_gallery_rows_always_tie():
     assert torch.equal(scores[:, 1::7], scores[:, :1].expand(-1, len(g[1::7])))
 
 
-def _results_under(chunk_size, threads: int) -> tuple:
-    q, ql, g, gl = tie_heavy_features()
+def _results_under(chunk_size, threads: int, seed: int = 0) -> tuple:
+    q, ql, g, gl = tie_heavy_features(seed)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        metrics = {ap: evaluate_retrieval(q, ql, g, gl, ap=ap, chunk_size=chunk_size)
-                   for ap in ("interpolated", "sklearn")}
+        metrics = {}
+        for convention in metrics_module.CONVENTIONS:
+            result = evaluate_retrieval(q, ql, g, gl, convention=convention,
+                                        chunk_size=chunk_size, per_query=True)
+            result["per_query"] = {k: v.tolist() for k, v in result["per_query"].items()}
+            metrics[convention] = result
         indices, scores = top_k(q, g, k=25, chunk_size=chunk_size)
     finally:
         torch.set_num_threads(before)
@@ -465,10 +482,12 @@ def _results_under(chunk_size, threads: int) -> tuple:
 def test_rankings_and_metrics_do_not_depend_on_chunk_size_or_threads(ranking_path):
     """Issue 24: with float32 products, tie-heavy inputs gave mAP@all 0.232987 with chunk_size=1
     and 0.233050 unchunked. Every value must now be identical, not close."""
-    reference = _results_under(None, 1)
-    for chunk_size in (1, 2, 5, 36, None):
-        for threads in (1, 2):
-            assert _results_under(chunk_size, threads) == reference, (chunk_size, threads)
+    for seed in (0, 1):  # every query's value as well as the means, every convention
+        reference = _results_under(None, 1, seed)
+        for chunk_size in (1, 2, 5, 36, None):
+            for threads in (1, 2):
+                assert _results_under(chunk_size, threads, seed) == reference, (chunk_size,
+                                                                                threads)
 
 
 _DIGEST_SCRIPT = """
@@ -483,7 +502,9 @@ qr, gr = rng.standard_normal((50, 384), dtype=np.float32), rng.standard_normal((
 print(json.dumps({{
     "scores": hashlib.sha256(cosine_scores(qr, gr).numpy().tobytes()).hexdigest(),
     "top_k": top_k(q, g, k=25, chunk_size={chunk})[0].tolist(),
-    "metrics": evaluate_retrieval(q, ql, g, gl, chunk_size={chunk}),
+    "metrics": {{k: ({{m: a.tolist() for m, a in v.items()}} if k == "per_query" else v)
+                 for k, v in evaluate_retrieval(q, ql, g, gl, chunk_size={chunk},
+                                                per_query=True).items()}},
 }}))
 """
 
@@ -586,3 +607,61 @@ def test_the_default_convention_is_the_release_and_ap_still_selects():
         evaluate_scores(scores, [0], labels, ap="interpolated", convention="sem-pcyc")
     with pytest.raises(ValueError, match="unknown metric convention 'voc'.*ama, sklearn"):
         evaluate_scores(scores, [0], labels, convention="voc")
+
+
+def plain_convention_metrics(row_scores, relevant, convention: str) -> dict:
+    """One query's metrics under ``convention``, the plain way: sort, walk, divide."""
+    n = len(row_scores)
+    order = sorted(range(n), key=lambda j: (-row_scores[j], j))
+    rel = [bool(relevant[j]) for j in order]
+    r = sum(rel)
+    hits, found = [], 0  # (0-based rank, precision) at each hit
+    for i, is_hit in enumerate(rel):
+        if is_hit:
+            found += 1
+            hits.append((i, found / (i + 1)))
+    interpolated = metrics_module.CONVENTIONS[convention].ap == "interpolated"
+
+    def ap(at_hits, denominator):
+        if not at_hits:
+            return 0.0
+        values = [max(p for _, p in at_hits[t:]) if interpolated else at_hits[t][1]
+                  for t in range(len(at_hits))]
+        return sum(values) / denominator
+
+    in_top = [h for h in hits if h[0] < min(200, n)]
+    top_denominator = (max(1, len(in_top)) if convention in ("sem-pcyc", "doodle2search")
+                       else min(200, r))
+    out = {"mAP@all": ap(hits, r), "mAP@200": ap(in_top, top_denominator)}
+    for k in (100, 200):
+        if convention == "zse-sbir":
+            out[f"P@{k}"] = sum(rel[:min(k, r)]) / min(k, r)
+        elif convention == "doodle2search":
+            out[f"P@{k}"] = float(rel[k]) if k < n else 0.0
+        else:
+            out[f"P@{k}"] = sum(rel[:min(k, n)]) / min(k, n)
+    return out
+
+
+@pytest.mark.parametrize("n_gallery", [5, 100, 150, 200, 201, 420])
+def test_every_convention_equals_the_plain_computation_per_query(n_gallery, ranking_path):
+    """Several queries a chunk with unequal numbers of relevant items (so rows are padded),
+    galleries shorter than, equal to and longer than 100 and 200, many ties."""
+    rng = np.random.default_rng(n_gallery)
+    glab = rng.integers(0, 4, n_gallery)
+    glab[:3] = [0, 1, 2]
+    qlab = rng.integers(0, 5, 9)  # class 4 has no photo: excluded
+    scores = rng.integers(0, 20, (9, n_gallery)).astype(np.float32)
+    for convention in metrics_module.CONVENTIONS:
+        for chunk_size in (1, 4, None):
+            got = evaluate_scores(scores, qlab, glab, convention=convention,
+                                  chunk_size=chunk_size, per_query=True)["per_query"]
+            for i in range(9):
+                if not (glab == qlab[i]).any():
+                    assert all(np.isnan(got[k][i]) for k in got)
+                    continue
+                expected = plain_convention_metrics(scores[i].tolist(), glab == qlab[i],
+                                                    convention)
+                for key, value in expected.items():
+                    assert got[key][i] == pytest.approx(value, rel=1e-12, abs=1e-15), \
+                        (convention, chunk_size, i, key)
