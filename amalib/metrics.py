@@ -89,7 +89,7 @@ import torch
 
 __all__ = ["evaluate_retrieval", "evaluate_scores", "average_precision", "chance_levels", "top_k",
            "cosine_scores", "grid_features", "unit_features", "rescore_candidates", "top_k_of_grid",
-           "METRIC_KEYS",
+           "precision_recall_curve", "METRIC_KEYS",
            "CONVENTIONS", "Convention"]
 
 APConvention = Literal["interpolated", "sklearn"]
@@ -917,6 +917,40 @@ def top_k_of_grid(query_features: torch.Tensor, gallery_grid: torch.Tensor, k: i
         s, i = _stable_top_k(scores, k)
         values[rows], indices[rows] = s.cpu().numpy(), i.cpu().numpy()
     return indices, values
+
+
+def precision_recall_curve(query_features, query_labels, gallery_features, gallery_labels,
+                           n_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Mean interpolated precision at ``n_points`` recall levels over the queries (11-point style).
+
+    Each query's ranking is the metrics' (:func:`cosine_scores`, ties by gallery order); its
+    interpolated precision at recall ``r`` is the precision envelope at the first rank whose
+    recall reaches ``r``. Queries without a relevant gallery item are left out. For plots
+    (:func:`amalib.viz.retrieval.plot_precision_recall`); it ranks the whole gallery per query.
+
+    Returns:
+        ``(recall_levels, mean_precision)``, both ``(n_points,)``.
+    """
+    q = _as_tensor(query_features, "query_features", device="cpu")
+    g = grid_features(_as_tensor(gallery_features, "gallery_features", device="cpu"))
+    ql = _as_tensor(query_labels, "query_labels").to(torch.int64)
+    gl = _as_tensor(gallery_labels, "gallery_labels").to(torch.int64)
+    levels = np.linspace(0, 1, n_points)
+    curves = []
+    for rows in _chunk_rows(len(q), 256):
+        scores = _grid_scores(grid_features(q[rows]), g.T)
+        order = torch.sort(-scores, dim=1, stable=True).indices
+        rel = (gl[order] == ql[rows, None]).double()
+        hits = rel.cumsum(1)
+        n_pos = rel.sum(1, keepdim=True)
+        keep = n_pos[:, 0] > 0
+        precision = hits / torch.arange(1, g.shape[0] + 1, dtype=torch.float64)
+        recall = hits / n_pos.clamp_min(1)
+        envelope = precision.flip(1).cummax(1).values.flip(1)
+        for p, r in zip(envelope[keep].numpy(), recall[keep].numpy()):
+            pos = np.searchsorted(r, levels, side="left").clip(max=len(r) - 1)
+            curves.append(p[pos])
+    return levels, np.mean(curves, axis=0)
 
 
 def _expected_plain_ap(n_gallery: int, n_relevant: int, top: int | None = None) -> float:

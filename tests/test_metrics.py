@@ -665,3 +665,19 @@ def test_every_convention_equals_the_plain_computation_per_query(n_gallery, rank
                 for key, value in expected.items():
                     assert got[key][i] == pytest.approx(value, rel=1e-12, abs=1e-15), \
                         (convention, chunk_size, i, key)
+
+
+def test_precision_recall_curve_by_hand():
+    """One query, gallery ranked in index order by construction; hits at ranks 2, 3, 7 (R = 3):
+    precisions 1/2, 2/3, 3/7, envelope 2/3, 2/3, 3/7. Interpolated precision at recall r is the
+    envelope at the first hit whose recall reaches r."""
+    from amalib.metrics import precision_recall_curve
+
+    # 2-d features at decreasing angles from the query: cosine falls with the gallery index.
+    angles = np.linspace(0.0, 1.5, 8)
+    gallery = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = np.array([1, 0, 0, 1, 1, 1, 0, 1])
+    levels, precision = precision_recall_curve([[1.0, 0.0]], [0], gallery, labels, n_points=5)
+    assert levels.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # recall 0 and 0.25 -> first hit (2/3); 0.5 -> second hit (2/3); 0.75, 1 -> third (3/7)
+    assert precision == pytest.approx([2 / 3, 2 / 3, 2 / 3, 3 / 7, 3 / 7], abs=1e-12)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from amalib.metrics import top_k  # re-exported: the grids show these lists
+# Re-exported: the grids show these lists, the curves are computed with the metrics.
+from amalib.metrics import precision_recall_curve, top_k
 from amalib.viz._marks import frame_hit
 
 __all__ = ["top_k", "plot_retrieval_grid", "precision_recall_curve", "plot_precision_recall"]
@@ -67,35 +67,6 @@ def plot_retrieval_grid(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def precision_recall_curve(query_features, query_labels, gallery_features, gallery_labels,
-                           n_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """Mean interpolated precision at ``n_points`` recall levels over all queries (11-point style).
-
-    Returns:
-        ``(recall_levels, mean_precision)``.
-    """
-    from amalib.metrics import cosine_scores
-
-    q, g = torch.as_tensor(query_features), torch.as_tensor(gallery_features)
-    ql, gl = torch.as_tensor(query_labels), torch.as_tensor(gallery_labels)
-    levels = np.linspace(0, 1, n_points)
-    curves = []
-    for start in range(0, len(q), 256):
-        scores = cosine_scores(q[start:start + 256], g)  # the metrics' scores and ties
-        order = torch.sort(-scores, dim=1, stable=True).indices
-        rel = (gl[order] == ql[start:start + 256, None]).double()
-        hits = rel.cumsum(1)
-        n_pos = rel.sum(1, keepdim=True)
-        keep = n_pos[:, 0] > 0
-        precision = hits / torch.arange(1, g.shape[0] + 1, dtype=torch.float64)
-        recall = hits / n_pos.clamp_min(1)
-        envelope = precision.flip(1).cummax(1).values.flip(1)
-        for p, r in zip(envelope[keep].numpy(), recall[keep].numpy()):
-            pos = np.searchsorted(r, levels, side="left").clip(max=len(r) - 1)
-            curves.append(p[pos])
-    return levels, np.mean(curves, axis=0)
 
 
 def plot_precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
