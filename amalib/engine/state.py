@@ -128,6 +128,7 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
         FileNotFoundError: no file at ``path`` (a folder holding a ``checkpoint.pth`` is named).
         CheckpointError: the file is not one that ``torch.load`` reads with ``weights_only``.
     """
+    import errno
     import pickle
 
     from amalib.errors import CheckpointError
@@ -140,8 +141,16 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, MemoryError):
-        raise
+    except (OSError, MemoryError) as err:
+        # torch's zip reader answers a file cut short inside its archive with EINVAL; every
+        # other OSError (permissions, a full disk, ...) is about the machine, not the file.
+        if not (isinstance(err, OSError) and err.errno == errno.EINVAL):
+            raise
+        looks = _sniff(path)
+        if looks is None:
+            raise CheckpointError(
+                f"{path} is truncated or damaged (its archive cannot be read); it was not written "
+                "completely or was changed since: use an intact copy, or write it again") from None
     except pickle.UnpicklingError as err:
         looks = _sniff(path)
         if looks is None and "weights only" in str(err).lower():

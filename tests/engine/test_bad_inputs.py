@@ -65,6 +65,7 @@ def files(tiny_root, tmp_path_factory) -> dict[str, str]:
     torch.save(_checkpoint(cfg, 1), d / "other.pth")  # the same architecture, other weights
     data = (d / "ckpt.pth").read_bytes()
     (d / "trunc.pth").write_bytes(data[: len(data) // 2])
+    (d / "cut.pth").write_bytes(data[:5000])  # torch's zip reader: OSError EINVAL, not RuntimeError
     (d / "empty.pth").write_bytes(b"")
     # A checkpoint of the release config (ViT-B/16, out_dim 65536): the config is what the
     # resume check reads, so no 86M weights are needed.
@@ -101,6 +102,7 @@ def files(tiny_root, tmp_path_factory) -> dict[str, str]:
     (d / "typed.yaml").write_text("base: mini\ntrain:\n  epochs: abc\n")
     (d / "a_file").write_text("I am a file")
     for key, name in {"ckpt": "ckpt.pth", "other": "other.pth", "trunc": "trunc.pth",
+                      "cut": "cut.pth",
                       "empty": "empty.pth", "release": "release.pth",
                       "supervised": "supervised.pth", "run": "run", "folder": "folder",
                       "g": "g.amaidx", "trunc_amaidx": "trunc.amaidx",
@@ -217,6 +219,8 @@ CASES = [
     case("eval-truncated-checkpoint", "eval|--checkpoint|{trunc}",
          r"trunc\.pth is truncated or damaged \(PytorchStreamReader failed reading zip "
          r"archive: failed finding central directory\)"),
+    case("eval-checkpoint-cut-short", "eval|--checkpoint|{cut}",
+         r"cut\.pth is truncated or damaged \(its archive cannot be read\); .*use an intact copy"),
     case("eval-index-as-checkpoint", "eval|--checkpoint|{g}",
          r"g\.amaidx is not a checkpoint: it is an amalib gallery index \(`amalib index "
          r"build`\); use it with `amalib retrieve --index"),
