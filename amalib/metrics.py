@@ -137,6 +137,13 @@ def _check_labels(labels, n: int, name: str, features_name: str, device) -> torc
     return t.to(torch.int64)
 
 
+def _check_pair(q: torch.Tensor, g: torch.Tensor) -> None:
+    """Query and gallery features are ``(n, dim)`` with the same ``dim``."""
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
+                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+
+
 def _check_ap(ap: str) -> None:
     if ap not in ("interpolated", "sklearn"):
         raise ValueError(f"ap must be 'interpolated' or 'sklearn', got {ap!r}")
@@ -276,9 +283,7 @@ def cosine_scores(query_features, gallery_features) -> torch.Tensor:
     g = _as_tensor(gallery_features, "gallery_features")
     if q.ndim == 1:
         q = q[None]
-    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
-                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    _check_pair(q, g)
     device = _grid_device(q.device)
     return _grid_scores(grid_features(q.to(device)), grid_features(g.to(device)).T)
 
@@ -578,9 +583,8 @@ def _evaluate_chunks(
     # by_class[starts[k] : starts[k] + counts[k]].
     by_class = torch.argsort(gallery_labels, stable=True)
     starts = torch.cumsum(counts, 0) - counts
-    # Per-query values of the scored queries; their mean is one correctly rounded sum at the end
-    # (math.fsum), so it does not depend on how the queries were chunked.
-    kept_values: dict[str, list[np.ndarray]] = {key: [] for key in METRIC_KEYS}
+    # Every query's values (NaN where excluded); the mean over the scored ones is one correctly
+    # rounded sum at the end (math.fsum), so it does not depend on how the queries were chunked.
     per_query_values = {key: [] for key in METRIC_KEYS}
     workspace: dict = {}
     n_used = 0
@@ -590,9 +594,8 @@ def _evaluate_chunks(
         pos = torch.searchsorted(classes, labels).clamp(max=len(classes) - 1)
         n_relevant = torch.where(classes[pos] == labels, counts[pos], torch.zeros_like(pos))
         keep = n_relevant > 0
-        if per_query:
-            values = {key: torch.full((len(labels),), float("nan"), dtype=torch.float64,
-                                      device=device) for key in METRIC_KEYS}
+        values = {key: torch.full((len(labels),), float("nan"), dtype=torch.float64,
+                                  device=device) for key in METRIC_KEYS}
         if keep.any():
             n_kept = n_relevant[keep]
             slot = torch.arange(int(n_kept.max()), device=device)
@@ -602,17 +605,15 @@ def _evaluate_chunks(
             metrics = _ranking_metrics(*kept, gallery_labels, columns, valid, convention,
                                        workspace)
             for key in METRIC_KEYS:
-                kept_values[key].append(metrics[key].cpu().numpy())
-                if per_query:
-                    values[key][keep] = metrics[key]
+                values[key][keep] = metrics[key]
             n_used += int(keep.sum())
-        if per_query:
-            for key in METRIC_KEYS:
-                per_query_values[key].append(values[key].cpu())
+        for key in METRIC_KEYS:
+            per_query_values[key].append(values[key].cpu())
+    every = {key: torch.cat(per_query_values[key]).numpy() for key in METRIC_KEYS}
     n_queries = len(query_labels)
     result: dict = {
-        key: (math.fsum(np.concatenate(kept_values[key]).tolist()) / n_used if n_used else 0.0)
-        for key in METRIC_KEYS
+        key: (math.fsum(v[~np.isnan(v)].tolist()) / n_used if n_used else 0.0)
+        for key, v in every.items()
     }
     result.update(
         n_queries=n_queries,
@@ -623,10 +624,7 @@ def _evaluate_chunks(
         convention=convention.name,
     )
     if per_query:
-        result["per_query"] = {
-            key: torch.cat(per_query_values[key]).numpy() if per_query_values[key]
-            else np.zeros(0) for key in METRIC_KEYS
-        }
+        result["per_query"] = every
     return result
 
 
@@ -839,9 +837,7 @@ def rescore_candidates(query_features, gallery_features, candidates
     q = _as_tensor(query_features, "query_features", device="cpu")
     g = _as_tensor(gallery_features, "gallery_features", device="cpu")
     cand = np.asarray(candidates, dtype=np.int64)
-    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
-                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    _check_pair(q, g)
     if cand.ndim != 2 or cand.shape[0] != q.shape[0]:
         raise ValueError(f"candidates must be (queries, k) = ({q.shape[0]}, k), got {cand.shape}")
     missing = cand < 0
@@ -890,9 +886,7 @@ def top_k(query_features, gallery_features, k: int = 8, *, chunk_size: int | Non
         device = query_features.device if isinstance(query_features, torch.Tensor) else "cpu"
     q = _as_tensor(query_features, "query_features", device=device)
     g = _as_tensor(gallery_features, "gallery_features", device=device)
-    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"query_features {tuple(q.shape)} and gallery_features "
-                         f"{tuple(g.shape)} must be (n, dim) with the same dim")
+    _check_pair(q, g)
     for name, t in (("query_features", q), ("gallery_features", g)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} has non-finite values (NaN or inf)")
@@ -937,8 +931,7 @@ def precision_recall_curve(query_features, query_labels, gallery_features, galle
     gl = _as_tensor(gallery_labels, "gallery_labels").to(torch.int64)
     levels = np.linspace(0, 1, n_points)
     curves = []
-    for rows in _chunk_rows(len(q), 256):
-        scores = _grid_scores(grid_features(q[rows]), g.T)
+    for rows, scores in _score_chunks(q, g, _chunk_rows(len(q), 256), 256):
         order = torch.sort(-scores, dim=1, stable=True).indices
         rel = (gl[order] == ql[rows, None]).double()
         hits = rel.cumsum(1)
