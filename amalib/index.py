@@ -71,19 +71,28 @@ def _faiss():
     return faiss
 
 
-def _normalised(x, name: str, dim: int | None = None) -> np.ndarray:
-    """``x`` as C-contiguous float32 rows of unit norm (what faiss' inner product needs)."""
+def _checked(x, name: str, dim: int | None = None) -> np.ndarray:
+    """``x`` as an ``(n, dim)`` array of finite floating-point values (float32 unless it is a
+    floating-point array already)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
     if x.ndim != 2:
         raise ValueError(f"{name} must be (n, dim), got shape {x.shape}")
     if dim is not None and x.shape[1] != dim:
         raise GalleryIndexError(f"{name} are {x.shape[1]}-d but the index holds {dim}-d features")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} have non-finite values (NaN or inf)")
+    return x
+
+
+def _normalised(x, name: str) -> np.ndarray:
+    """``x`` as C-contiguous float32 rows of unit norm (what faiss' inner product needs)."""
     from amalib.metrics import unit_features
 
+    x = _checked(x, name).astype(np.float32, copy=False)
     # The same rows on every machine: an index built on two CPUs holds the same bits.
     return np.ascontiguousarray(unit_features(x).numpy())
 
@@ -259,7 +268,7 @@ class GalleryIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         where = f" ({self.source})" if self.source else ""
         try:
-            q = _normalised(queries, "queries", self.dim)
+            raw = _checked(queries, "queries", self.dim)
         except GalleryIndexError as err:
             raise GalleryIndexError(f"{err}{where}: embed the queries with the model the index "
                                     "was built with, or rebuild it") from None
@@ -267,11 +276,11 @@ class GalleryIndex:
 
         from amalib.metrics import rescore_candidates, top_k_of_grid
 
-        # Scored from the queries as given (``q`` only feeds faiss), as top_k would score them.
-        raw = queries.detach().cpu() if hasattr(queries, "detach") else np.asarray(queries)
+        # Scored from the queries as given, as top_k would score them; faiss (approximate
+        # kinds only) proposes candidates from their unit rows.
         if self.kind == "flat":  # exact: amalib's scores and tie order, not faiss' float32 ones
             return top_k_of_grid(torch.as_tensor(raw), self.grid, min(k, len(self)))
-        _, candidates = self.index.search(q, min(k, len(self)))
+        _, candidates = self.index.search(_normalised(raw, "queries"), min(k, len(self)))
         return rescore_candidates(raw, self.features, candidates)
 
     def label_name(self, i: int) -> str | None:
