@@ -483,19 +483,21 @@ def _cmd_retrieve(args) -> int:
     import torch
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def label_and_model(index):
+        """The query's class in ``index`` and the model that embeds queries for it."""
+        return (_query_label(args.label, index),
+                *load_query_model(index, args.checkpoint, device=device, with_config=True))
+
     if args.index is not None:  # the index and its model are checked before the sketches
         index = GalleryIndex.load(args.index)
-        label = _query_label(args.label, index)
-        backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
-                                                       with_config=True)
+        label, backbone, transform, config = label_and_model(index)
     # Sketches decoded now: a file that is not an image stops before a gallery is extracted.
     queries = names if strokes is not None else [read_query_image(p) for p in names]
     if args.index is None:
         index = build_gallery_index(args.checkpoint, args.gallery, overrides=args.overrides,
                                     device=args.device, progress=False)
-        label = _query_label(args.label, index)
-        backbone, transform, config = load_query_model(index, args.checkpoint, device=device,
-                                                       with_config=True)
+        label, backbone, transform, config = label_and_model(index)
     if strokes is not None:  # rendered like the benchmark's sketches, then embedded like a file
         from amalib.data.strokes import render_strokes
         from amalib.engine.sketch_query import sketch_query_settings
