@@ -138,6 +138,11 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
         inside = path / "checkpoint.pth"
         raise FileNotFoundError(f"{path} is a folder, not a {what} file"
                                 + (f"; pass {inside}" if inside.is_file() else ""))
+    def damaged(detail: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} is truncated or damaged ({detail}); it was not written completely or was "
+            "changed since: use an intact copy, or write it again")
+
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -148,9 +153,7 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
             raise
         looks = _sniff(path)
         if looks is None:
-            raise CheckpointError(
-                f"{path} is truncated or damaged (its archive cannot be read); it was not written "
-                "completely or was changed since: use an intact copy, or write it again") from None
+            raise damaged("its archive cannot be read") from None
     except pickle.UnpicklingError as err:
         looks = _sniff(path)
         if looks is None and "weights only" in str(err).lower():
@@ -163,10 +166,7 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
     except Exception as err:  # torch's reader: RuntimeError, EOFError, ValueError, ...
         looks = _sniff(path)
         if looks is None:
-            detail = str(err).split(". ")[0].strip().rstrip(".")
-            raise CheckpointError(
-                f"{path} is truncated or damaged ({detail}); it was not written completely or "
-                "was changed since: use an intact copy, or write it again") from None
+            raise damaged(str(err).split(". ")[0].strip().rstrip(".")) from None
     if looks == "not a PyTorch file":
         raise CheckpointError(f"{path} is not a {what} (not a PyTorch file); "
                               f"{what_to_do_with(looks, path)}")
