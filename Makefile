@@ -28,7 +28,7 @@ demo: $(STAMP)
 LOW_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 MKL_CBWR=COMPATIBLE \
            OMP_NUM_THREADS=1
 RANKING_TESTS := tests/test_metrics.py tests/test_chance_levels.py tests/test_protocols.py \
-                 tests/test_index.py tests/engine/test_sketch_query.py tests/engine/test_gallery.py
+                 tests/retrieval/test_index.py tests/retrieval/test_sketch_query.py tests/retrieval/test_gallery.py
 
 ## The whole test suite: lint; the ranking, metric and index tests on a lower CPU (a score or tie
 ## order that depends on the CPU fails there, on any machine); then unit tests, DDP tests and the

@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec(root, name: str):
+    from amalib.config import ConfigError
     from amalib.data.benchmarks import resolve_benchmark
-    from amalib.engine.config import ConfigError
 
     try:
         return resolve_benchmark(root, name)
@@ -236,7 +236,7 @@ def _spec(root, name: str):
 def _output_file(value: str | None, option: str) -> Path | None:
     """An output file option, checked before any work: not a folder, not inside a file (its
     folder is created when it is written)."""
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     if value is None:
         return None
@@ -260,7 +260,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def _model_overrides(overrides: list[str], command: str) -> None:
     """``--set model.*`` cannot change a trained model: refuse it instead of ignoring it."""
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     for item in overrides:
         key = item.partition("=")[0].strip()
@@ -270,7 +270,7 @@ def _model_overrides(overrides: list[str], command: str) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from amalib.engine.demo import run_demo
+    from amalib.experiments.demo import run_demo
 
     run_demo(args.out, config=args.config, seed=args.seed, overrides=args.overrides,
              progress=not args.no_progress, resume=args.resume)
@@ -278,8 +278,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args, mode: str = "ama") -> int:
-    from amalib.engine.config import ConfigError, load_config
-    from amalib.engine.trainer import Trainer
+    from amalib.config import ConfigError, load_config
+    from amalib.train.trainer import Trainer
 
     if args.config is None:
         raise ConfigError("--config is required (e.g. --config sketchy21 or --config mini)")
@@ -290,7 +290,7 @@ def _cmd_train(args, mode: str = "ama") -> int:
     if mode == "pretrain" and objective not in ("dino", "supervised"):
         raise ConfigError(f"pretrain.objective must be 'dino' or 'supervised', got {objective!r}")
     if mode == "pretrain" and objective == "supervised":
-        from amalib.engine.supervised import export_backbone, pretrain_supervised
+        from amalib.train.supervised import export_backbone, pretrain_supervised
 
         checkpoint = pretrain_supervised(cfg, args.out, device=args.device, resume=args.resume,
                                          progress=not args.no_progress)
@@ -301,11 +301,14 @@ def _cmd_train(args, mode: str = "ama") -> int:
         return 0
     trainer = Trainer(cfg, args.out, device=args.device, mode=mode, resume=args.resume,
                       progress=not args.no_progress)
-    trainer.fit()
-    if trainer.stopped_by is not None:  # the trainer printed where the checkpoint is
-        return 128 + trainer.stopped_by
+    history = trainer.fit()  # SIGINT/SIGTERM: TrainingInterrupted, handled in main()
+    if trainer.dist.rank == 0:
+        from amalib.viz.curves import save_training_curves
+
+        save_training_curves(history, Path(args.out) / "curves.png",
+                             out_dim=cfg["model"]["out_dim"] if mode == "ama" else None)
     if mode == "pretrain" and getattr(args, "export", None):
-        from amalib.engine.state import export_teacher
+        from amalib.train.state import export_teacher
 
         path = export_teacher(Path(args.out) / "checkpoint.pth", args.export)
         print(f"teacher exported to {path}")
@@ -323,11 +326,11 @@ def _pretrain_command(args) -> list[str]:
 
 
 def _cmd_eval(args) -> int:
+    from amalib.config import ConfigError, apply_overrides
     from amalib.data.datasets import build_eval_sets
     from amalib.data.transforms import eval_transform
-    from amalib.engine.config import ConfigError, apply_overrides
-    from amalib.engine.distributed import init_distributed
-    from amalib.engine.evaluate import evaluate_protocol, load_trained_backbone
+    from amalib.distributed import init_distributed
+    from amalib.retrieval.evaluate import evaluate_protocol, load_trained_backbone
 
     conventions = _metric_conventions()
     if args.convention and args.ap and args.ap != conventions[args.convention].ap:
@@ -387,7 +390,7 @@ def _cmd_prepare(args) -> int:
 
 
 def _index_params(items: list[str]) -> dict:
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     params = {}
     for item in items:
@@ -399,8 +402,8 @@ def _index_params(items: list[str]) -> dict:
 
 
 def _cmd_index(args) -> int:
-    from amalib.engine.gallery import build_gallery_index
-    from amalib.index import GalleryIndex
+    from amalib.retrieval.gallery import build_gallery_index
+    from amalib.retrieval.index import GalleryIndex
 
     if args.index_command == "info":
         index = GalleryIndex.load(args.index)
@@ -427,7 +430,7 @@ def _cmd_index(args) -> int:
 
 def _query_label(label: str | None, index) -> int | None:
     """``--label`` (a class name or id) as a class id of the index's gallery; None stays None."""
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     if label is None:
         return None
@@ -445,14 +448,14 @@ def _query_label(label: str | None, index) -> int | None:
 
 
 def _cmd_retrieve(args) -> int:
-    from amalib.engine.config import ConfigError, apply_overrides
-    from amalib.engine.gallery import (
+    from amalib.config import ConfigError, apply_overrides
+    from amalib.retrieval.gallery import (
         build_gallery_index,
         embed_images,
         load_query_model,
         read_query_image,
     )
-    from amalib.index import GalleryIndex
+    from amalib.retrieval.index import GalleryIndex
 
     if args.index is None and args.checkpoint is None:
         raise ConfigError("retrieve needs --index (a built gallery) or --checkpoint")
@@ -500,7 +503,7 @@ def _cmd_retrieve(args) -> int:
         label, backbone, transform, config = label_and_model(index)
     if strokes is not None:  # rendered like the benchmark's sketches, then embedded like a file
         from amalib.data.strokes import render_strokes
-        from amalib.engine.sketch_query import sketch_query_settings
+        from amalib.retrieval.sketch_query import sketch_query_settings
 
         size = sketch_query_settings(apply_overrides(config, args.overrides))["image_size"]
         queries = [render_strokes(strokes, image_size=size, canvas_size=canvas_size)]
@@ -533,8 +536,8 @@ def _cmd_retrieve(args) -> int:
 
         matplotlib.use("Agg")
         if strokes is not None:  # the sketch pad's figure: strokes, rendered sketch, photos
-            from amalib.engine.sketch_query import SketchQueryResult
-            from amalib.viz.sketch_widget import plot_sketch_query
+            from amalib.apps.sketch_widget import plot_sketch_query
+            from amalib.retrieval.sketch_query import SketchQueryResult
 
             top = ranked[0][ranked[0] >= 0]
             labels = None if index.labels is None else index.labels[top]
@@ -564,8 +567,8 @@ def _cmd_retrieve(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from amalib.engine.ablation import ROWS, format_ablation, run_ablation
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
+    from amalib.experiments.ablation import ROWS, format_ablation, run_ablation
 
     rows = tuple(args.rows or ROWS)
     if set(rows) - set(ROWS):
@@ -604,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        from amalib.engine.trainer import TrainingDivergedError, TrainingInterrupted
         from amalib.errors import one_line, user_error_line
+        from amalib.train.interrupt import TrainingDivergedError, TrainingInterrupted
 
         if isinstance(err, TrainingInterrupted):  # 130 (SIGINT) or 143 (SIGTERM)
             print(f"interrupted: {err}", file=sys.stderr)

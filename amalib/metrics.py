@@ -237,7 +237,7 @@ def unit_features(features) -> torch.Tensor:
     """``features`` at unit L2 norm as float32, the same bits on every machine.
 
     :func:`grid_features` rounded once to float32: what a gallery stores (the index file, a
-    :class:`~amalib.engine.sketch_query.PhotoGallery`), so that two machines store the same rows.
+    :class:`~amalib.retrieval.sketch_query.PhotoGallery`), so that two machines store the same rows.
     """
     x = _as_tensor(features, "features")
     if x.ndim != 2:

@@ -224,7 +224,7 @@ class Profile:
 
     def config(self, *overrides: str) -> dict:
         """The resolved config of the profile with further ``key=value`` overrides."""
-        from amalib.engine.config import load_config
+        from amalib.config import load_config
 
         return load_config(self.config_name, [*self.overrides, *overrides])
 
@@ -292,12 +292,12 @@ def select_profile(
             ``["model.pretrained=none"]`` to start from random weights on purpose).
 
     Raises:
-        amalib.engine.config.ConfigError: (a ``ValueError``) unknown profile or benchmark name,
+        amalib.config.ConfigError: (a ``ValueError``) unknown profile or benchmark name,
             or an override that is not a valid ``key=value`` for the profile's config.
         ProfileUnavailableError: ``gpu-mini`` without a GPU; ``gpu-real`` without its GPU, data
             or weights.
     """
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     if not isinstance(name, str) or name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {PROFILES}")
@@ -310,7 +310,7 @@ def select_profile(
 
 
 def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tuple) -> Profile:
-    from amalib.engine.config import ConfigError
+    from amalib.config import ConfigError
 
     if name == "auto":
         name = "gpu-mini" if gpu_name() is not None else "cpu-mini"
@@ -411,8 +411,8 @@ def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
     """
     import torch
 
-    from amalib.engine.trainer import resolve_pretrained
     from amalib.models import create_vit, load_dino_backbone
+    from amalib.train.trainer import resolve_pretrained
 
     mcfg = config["model"]
     path = resolve_pretrained(mcfg.get("pretrained"))
@@ -450,11 +450,11 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
         ``(backbone, config, checkpoint_path)``: the teacher backbone in eval mode on
         ``profile.device``, the run's config and the checkpoint it came from.
     """
-    from amalib.engine.config import ConfigError
-    from amalib.engine.evaluate import load_trained_backbone
-    from amalib.engine.state import load_checkpoint
-    from amalib.engine.trainer import Trainer
+    from amalib.checkpoint_io import load_checkpoint
+    from amalib.config import ConfigError
     from amalib.errors import CheckpointError
+    from amalib.retrieval.evaluate import load_trained_backbone
+    from amalib.train.trainer import Trainer
 
     if not isinstance(profile, Profile):
         raise ConfigError(f"load_or_train needs the Profile that select_profile(...) returns, got "
@@ -497,7 +497,7 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
 
 
 def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]:
-    """Run ``n_steps`` optimisation steps of a :class:`~amalib.engine.Trainer` at ``epoch``.
+    """Run ``n_steps`` optimisation steps of a :class:`~amalib.train.Trainer` at ``epoch``.
 
     The notebook-sized counterpart of ``Trainer.fit``: same batches, same step (teacher and
     student forward, scheduled losses, optimiser step, EMA update), no evaluation, no checkpoint.
@@ -507,12 +507,11 @@ def train_steps(trainer, n_steps: int, epoch: int = 0) -> list[dict[str, float]]
         One dict of float losses (``total``, ``sd_sketch``, ``sd_photo``, …) per step.
     """
     trainer.student.train()
-    trainer.stats = {}
     history = []
     for step, batch in enumerate(trainer.batches(epoch)):  # public: the engine's own batches
         if step >= n_steps:
             break
-        out = trainer.train_step(batch, epoch, epoch * trainer.steps_per_epoch + step)
+        out, _ = trainer.train_step(batch, epoch, epoch * trainer.steps_per_epoch + step)
         history.append({k: float(v) for k, v in out.items()})
     return history
 

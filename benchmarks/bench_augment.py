@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from bench_backbone import median_time  # benchmarks/ is on sys.path when run as a script
 
+from amalib.config import load_config
 from amalib.data.benchmarks import read_file_list, resolve_benchmark
 from amalib.data.datasets import load_rgb
 from amalib.data.synthetic import ensure_mini_benchmark
 from amalib.data.transforms import MultiCropTransform
-from amalib.engine.config import load_config
 
 
 def median_ms(fn, items, repeats: int) -> float:

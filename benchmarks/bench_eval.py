@@ -1,11 +1,11 @@
 """Evaluation benchmark: feature-extraction throughput of the teacher backbone (amalib issue 8).
 
 Prints images/s of the teacher backbone in inference mode (bf16 autocast on CUDA, as
-:func:`amalib.engine.features.extract_features` runs it):
+:func:`amalib.retrieval.features.extract_features` runs it):
 
 1. **mini, model only**: the config's ViT (``vit_mini``/8 for ``mini``) on random images at the
    evaluation crop size, ``eval_batch_size`` images per call, median over batches;
-2. **mini, end to end**: :func:`amalib.engine.features.extract_features` over the mini
+2. **mini, end to end**: :func:`amalib.retrieval.features.extract_features` over the mini
    benchmark's unseen-class photo gallery (PNG decoding, the evaluation transform, the
    DataLoader and the forward), when the generated tree exists under ``--data-root``;
 3. **ViT-B/16 at 224 px, model only**: ``--base-batches`` batches of ``--base-batch`` random
@@ -68,7 +68,7 @@ def end_to_end(backbone, cfg: dict, root: Path, *, device: torch.device, workers
     from amalib.data.benchmarks import resolve_benchmark
     from amalib.data.datasets import build_eval_sets
     from amalib.data.transforms import eval_transform
-    from amalib.engine.features import extract_features
+    from amalib.retrieval.features import extract_features
 
     dcfg = cfg["data"]
     spec = resolve_benchmark(root, str(cfg["benchmark"]))
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
 
-    from amalib.engine.config import load_config
+    from amalib.config import load_config
     from amalib.models.vit import create_vit
 
     cfg = load_config(args.config)

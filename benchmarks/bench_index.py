@@ -3,7 +3,7 @@
 A gallery of 54,151 L2-normalised 768-d features (QuickDraw-Extended's test photos) with the
 structure of a retrieval embedding — 30 classes, each a mixture of sub-modes, with noise mostly
 in a low-rank subspace — and sketch-like queries (the same classes, shifted by a common domain
-offset). For each :class:`amalib.index.GalleryIndex` kind it prints:
+offset). For each :class:`amalib.retrieval.index.GalleryIndex` kind it prints:
 
 * build time, wall clock and CPU (one build; IVF includes its k-means training), index bytes
   (``faiss.serialize_index``) and the resident-memory increase of the process over the build;
@@ -112,7 +112,7 @@ def main() -> None:
     import faiss
     import torch
 
-    from amalib.index import GalleryIndex
+    from amalib.retrieval.index import GalleryIndex
 
     faiss.omp_set_num_threads(args.threads)
     torch.set_num_threads(args.threads)

@@ -1,14 +1,14 @@
 """Training-step benchmark: the fused AMA step against the plain reference step (amalib issue 8).
 
 Times one full optimiser step — forward, every loss term, backward, gradient clipping, optimiser
-step and EMA update of the teacher — of :class:`amalib.engine.trainer.Trainer` two ways, in the
+step and EMA update of the teacher — of :class:`amalib.train.trainer.Trainer` two ways, in the
 same process, on the same inputs, with steps of the two paths interleaved (so that load from
 other processes hits both alike):
 
 * **fused**: ``Trainer.train_step`` (one teacher forward on both domains' global crops, one
   student forward where sketches and photos of one resolution share a backbone call; bf16
   autocast on CUDA);
-* **reference**: :func:`amalib.engine.reference_step.reference_train_step` (per domain and per
+* **reference**: ``tests/reference_step.py``'s ``reference_train_step`` (per domain and per
   crop backbone + head calls in float32, DINO's loop over crop pairs, each term separately; the
   same backward/clip/optimiser/EMA code).
 
@@ -101,7 +101,7 @@ def data_root(path: str | None) -> Path:
 
 def bench_config(args) -> dict:
     """The config of the run: ``--config`` with the model and crop flags applied."""
-    from amalib.engine.config import load_config
+    from amalib.config import load_config
 
     base = load_config(args.config)
     m, crops = base["model"], dict(base["data"]["photo_crops"])
@@ -142,7 +142,7 @@ def build_trainer(args, cfg: dict, *, fused_optim: bool = False, compile: bool =
     """
     import copy
 
-    from amalib.engine.trainer import Trainer
+    from amalib.train.trainer import Trainer
 
     cfg = copy.deepcopy(cfg)
     cfg["train"]["compile"] = bool(compile or cfg["train"].get("compile"))
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    from amalib.engine.config import load_config
+    from amalib.config import load_config
 
     if args.batch is None:
         args.batch = int(load_config(args.config)["data"]["batch_size"])
@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
             args.batch = args.cpu_batch
             cfg = bench_config(args)
 
-    from amalib.engine.reference_step import reference_train_step
+    # The plain reference step lives with the tests (the package has one step).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference_step import reference_train_step
 
     trainer = build_trainer(args, cfg, fused_optim=args.fused_optim, compile=args.compile)
     device = trainer.device

@@ -14,8 +14,8 @@ import argparse
 from amalib.data.benchmarks import resolve_benchmark
 from amalib.data.datasets import build_eval_sets
 from amalib.data.transforms import eval_transform
-from amalib.engine.evaluate import load_trained_backbone, test_features
 from amalib.metrics import CONVENTIONS, METRIC_KEYS, evaluate_retrieval
+from amalib.retrieval.evaluate import load_trained_backbone, test_features
 
 
 def main() -> None:

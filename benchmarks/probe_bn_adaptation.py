@@ -6,9 +6,9 @@ crop in train mode, which moves its batch-norm running statistics to the seen-cl
 sketches and photos, and the EMA update copies the student's buffers to the teacher. During
 the head warm-up (epoch 0 of ``mini``) the backbone's weights do not move, so that is all that
 changes the teacher's backbone. This probe measures the effect alone: it forwards one epoch of
-AMA's training batches (every crop, as the student does, :func:`amalib.engine.evaluate.adapt_batch_norm`;
+AMA's training batches (every crop, as the student does, :func:`amalib.retrieval.evaluate.adapt_batch_norm`;
 no labels, no gradient) through the starting backbone, or the plain evaluation-transform images
-with cumulative statistics, and reports :func:`amalib.engine.evaluate.backbone_report` on the
+with cumulative statistics, and reports :func:`amalib.retrieval.evaluate.backbone_report` on the
 unseen test classes before and after. Nothing is trained and no test image reaches the
 statistics.
 
@@ -22,9 +22,9 @@ import tempfile
 
 import torch
 
-from amalib.engine.config import load_config
-from amalib.engine.evaluate import adapt_batch_norm, backbone_report
-from amalib.engine.trainer import Trainer
+from amalib.config import load_config
+from amalib.retrieval.evaluate import adapt_batch_norm, backbone_report
+from amalib.train.trainer import Trainer
 
 
 def main() -> None:

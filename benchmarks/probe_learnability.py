@@ -40,9 +40,9 @@ from amalib.data.benchmarks import read_file_list, resolve_benchmark
 from amalib.data.datasets import build_eval_sets, load_rgb
 from amalib.data.synthetic import PHOTO_STYLES, ensure_mini_benchmark
 from amalib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from amalib.engine.features import extract_features
 from amalib.metrics import evaluate_retrieval
 from amalib.models import create_vit
+from amalib.retrieval.features import extract_features
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:

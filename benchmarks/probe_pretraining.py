@@ -45,15 +45,15 @@ from pathlib import Path
 
 import torch
 
+from amalib.config import load_config
 from amalib.data.benchmarks import read_file_list
 from amalib.data.synthetic import photo_background_kinds
-from amalib.engine.config import load_config
-from amalib.engine.evaluate import mean_pairwise_cosine, within_set_map
-from amalib.engine.features import FeatureSet
-from amalib.engine.state import export_teacher
-from amalib.engine.trainer import Trainer
 from amalib.metrics import evaluate_retrieval
 from amalib.models import load_dino_weights
+from amalib.retrieval.evaluate import mean_pairwise_cosine, within_set_map
+from amalib.retrieval.features import FeatureSet
+from amalib.train.state import export_teacher
+from amalib.train.trainer import Trainer
 
 
 def _map(q: FeatureSet, g: FeatureSet, q_rows=None, g_rows=None) -> float:

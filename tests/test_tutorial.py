@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-from tiny_benchmark import TINY_DATA, tiny_values
+from tiny_benchmark import tiny_values
 
 from amalib import tutorial
 from amalib.data.benchmarks import get_benchmark
@@ -36,15 +36,6 @@ def tiny_profile(root) -> tutorial.Profile:
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    from amalib.data.synthetic import ensure_mini_benchmark
-
-    root = tmp_path_factory.mktemp("tutorial") / "tiny"
-    ensure_mini_benchmark(root, **TINY_DATA)
-    return root
 
 
 # ------------------------------------------------------------------------------ working directory
@@ -129,7 +120,7 @@ def test_cpu_profile_config_and_short_run():
     assert short["data"]["batch_size"] == 16
     assert profile.run_dir == Path("runs/tutorial/cpu-mini")
     # The last epoch of the short run has every AMA term switched on.
-    from amalib.engine import ObjectiveSchedule
+    from amalib.train.objective import ObjectiveSchedule
 
     weights = ObjectiveSchedule.from_config(short["loss"]["schedule"]).weights(2)
     assert all(w > 0 for w in weights.values())
@@ -264,7 +255,7 @@ def test_load_or_train_uses_a_candidate_of_the_same_benchmark(in_tmp, tiny_root)
 
 
 def test_train_steps_runs_the_engine_step(in_tmp, tiny_root):
-    from amalib.engine import Trainer
+    from amalib.train.trainer import Trainer
 
     profile = tiny_profile(tiny_root)
     cfg = profile.config("train.epochs=1", "loss.schedule.use_cc=false",

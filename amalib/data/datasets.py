@@ -172,7 +172,7 @@ class LabelledImages(_ImageList):
     """Images with labels: ``dataset[i] = (transform(image), label, i)``.
 
     For evaluation, and for the supervised training outside AMA (the embedded starting backbone
-    on the pool classes, the ablation's oracle; :mod:`amalib.engine.supervised`). AMA's training
+    on the pool classes, the ablation's oracle; :mod:`amalib.train.supervised`). AMA's training
     sets are :class:`UnlabelledImages`.
 
     Args:
@@ -182,7 +182,7 @@ class LabelledImages(_ImageList):
         class_names: Optional class map (names by id); labels are checked against it.
         layout: Optional description of the expected tree, appended to "not found" errors.
         entries: ``[(relative_path, label), ...]`` used instead of reading ``list_file`` (a
-            folder of images, :func:`amalib.engine.gallery.folder_gallery`; label ``-1``: none).
+            folder of images, :func:`amalib.retrieval.gallery.folder_gallery`; label ``-1``: none).
 
     Attributes:
         labels: ``(N,)`` int64 tensor of the labels, in list order.

@@ -2,7 +2,7 @@
 
 A drawing is a list of **strokes**, each a polyline of ``(x, y)`` points in canvas pixel
 coordinates (x to the right, y down), the form a drawing canvas hands over when the pen is
-lifted (:func:`amalib.viz.sketch_pad`, notebook ``06_retrieval_evaluation.ipynb``).
+lifted (:func:`amalib.apps.sketch_pad`, notebook ``06_retrieval_evaluation.ipynb``).
 :func:`render_strokes` draws them the way :func:`amalib.data.synthetic.render_sketch` draws the
 embedded benchmark's sketches — dark strokes on white paper, round caps and joins, drawn at
 4x and reduced with a Lanczos filter — so that the image a reader draws looks to the network
@@ -10,7 +10,7 @@ like the sketches it was evaluated on. :func:`example_strokes` gives a few drawi
 code, for places where nobody can draw (a test, a notebook executed by CI).
 
 Data knows no network: turning the image into features and ranking photos is
-:mod:`amalib.engine.sketch_query`.
+:mod:`amalib.retrieval.sketch_query`.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ EXAMPLE_SKETCHES = {
 def example_strokes(name: str = "circle_spikes") -> list[np.ndarray]:
     """A drawing written in code, as strokes on a 256-pixel canvas.
 
-    For the static example of the sketch pad (:func:`amalib.viz.static_example`),
+    For the static example of the sketch pad (:func:`amalib.apps.static_example`),
     where nobody can draw: a few strokes of one of the embedded benchmark's unseen classes,
     deterministic, drawn the way a person would (an outline, then the parts).
 

@@ -263,7 +263,7 @@ def supervised_transform(size: int, *, scale: tuple[float, float] = (0.4, 1.0),
     """Training transform of supervised (cross-entropy) training: a random resized crop of
     ``size`` px covering ``scale`` of the image (bicubic), a horizontal flip, normalisation.
 
-    Used by :mod:`amalib.engine.supervised` for the embedded starting backbone and the ablation's
+    Used by :mod:`amalib.train.supervised` for the embedded starting backbone and the ablation's
     oracle; AMA itself uses :class:`MultiCropTransform`.
     """
     return T.Compose(

@@ -138,7 +138,7 @@ def _torch_load(path: Path):
         amalib.errors.CheckpointError: a truncated file, or one that is not a PyTorch file or
             holds other Python objects (never loaded unsafely).
     """
-    from amalib.engine.state import read_torch_file
+    from amalib.checkpoint_io import read_torch_file
 
     if not path.is_file():
         raise FileNotFoundError(f"DINO checkpoint not found: {path}")

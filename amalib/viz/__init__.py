@@ -1,16 +1,8 @@
-"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, the sketch pad.
+"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, protocols.
 
-Imported on demand (``from amalib.viz.embedding import plot_umap``) so that ``import amalib``
-stays free of matplotlib, seaborn and umap. :func:`sketch_pad` and :func:`static_example`
-(module :mod:`amalib.viz.sketch_widget`) are re-exported lazily: ``amalib.viz.sketch_pad(...)``
-imports ipycanvas only when it builds a live pad.
+Pure drawing: arrays or small result records in, a matplotlib Figure out; nothing here trains,
+loads a checkpoint or imports :mod:`amalib.train`, :mod:`amalib.retrieval` or the apps
+(import-linter checks it). Imported on demand (``from amalib.viz.embedding import plot_umap``)
+so that ``import amalib`` stays free of matplotlib, seaborn and umap. The interactive sketch
+pad lives in :mod:`amalib.apps`.
 """
-
-from __future__ import annotations
-
-from amalib._lazy import lazy_exports
-
-_EXPORTS = {
-    "sketch_widget": ("SketchPad", "live_frontend", "sketch_pad", "static_example"),
-}
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,22 +7,23 @@ import numpy as np
 __all__ = ["plot_ablation"]
 
 
-def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None = None):
+def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None = None,
+                  untrained: str = "-"):
     """Horizontal bars of ``metric`` for every row of an ablation table (mean over seeds).
 
     Args:
         table: ``{row: {seed: {metric: value}}}`` (``results["table"]`` of
-            :func:`amalib.engine.ablation.load_ablation_results`).
+            :func:`amalib.experiments.ablation.load_ablation_results`).
         metric: Which metric to draw.
         chance: The metric under a random ranking (:func:`amalib.metrics.chance_levels`),
             drawn as a dotted line.
+        untrained: The seed key of a row that was not trained (the starting backbone's row;
+            :data:`amalib.experiments.ablation.UNTRAINED`).
 
     Returns:
         A matplotlib Figure.
     """
     import matplotlib.pyplot as plt
-
-    from amalib.engine.ablation import UNTRAINED
 
     names = list(table)
     values = [np.array([r[metric] for r in table[n].values()]) for n in names]
@@ -33,7 +34,7 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     ax.barh(y, [v.mean() for v in values], color=colours, alpha=0.8, height=0.6)
     for yi, v, name in zip(y, values, names):
         ax.plot(v, np.full(len(v), yi), "k.", ms=6)
-        seeds = ("no training" if list(table[name]) == [UNTRAINED] else
+        seeds = ("no training" if list(table[name]) == [untrained] else
                  "1 run" if len(v) == 1 else f"mean of {len(v)} seeds")
         ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
     if chance is not None:

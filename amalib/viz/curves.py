@@ -17,7 +17,7 @@ def plot_training_curves(history: Sequence[dict], *, start: Mapping[str, float] 
     Legends sit below the panels, never over a point.
 
     Args:
-        history: Records as written to ``metrics.jsonl`` by :class:`amalib.engine.Trainer`.
+        history: Records as written to ``metrics.jsonl`` by :class:`amalib.train.Trainer`.
         start: Metrics of the starting backbone (e.g. ``summary.json["before"]``), drawn as
             hollow markers at the tick "start", left of epoch 0, joined to epoch 0 by a dashed line.
         chance: Each metric's random-ranking level (:func:`amalib.metrics.chance_levels`),
@@ -98,3 +98,27 @@ def plot_training_curves(history: Sequence[dict], *, start: Mapping[str, float] 
         ax_eval.set_xticklabels(["start", *(str(e) for e in ticks)])
     fig.tight_layout()
     return fig
+
+
+def save_training_curves(history: Sequence[dict], path, *, out_dim: int | None = None,
+                         start: Mapping[str, float] | None = None,
+                         chance: Mapping[str, float] | None = None, dpi: int = 100):
+    """Draw :func:`plot_training_curves` into ``path`` (a PNG) and close the figure.
+
+    ``history`` is a run's ``metrics.jsonl`` records (``Trainer.fit`` returns them);
+    ``out_dim`` (the DINO head's, AMA runs only) draws the uniform-prediction level ``ln K``.
+    Returns the path, or ``None`` when there is no record to draw.
+    """
+    import math
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return None
+    fig = plot_training_curves(history, start=start, chance=chance,
+                               log_k=None if out_dim is None else math.log(int(out_dim)))
+    path = Path(path)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -136,7 +136,7 @@ def plot_protocol_comparison(results: Mapping[str, Mapping],
 
     Args:
         results: ``{name: metrics}``, e.g. ``{"zs": ..., "gzs": ..., "p2s": ...}`` as returned by
-            :func:`amalib.engine.evaluate.protocol_report` or :mod:`amalib.protocols`.
+            :func:`amalib.retrieval.evaluate.protocol_report` or :mod:`amalib.protocols`.
         keys: The metrics to show.
         title: Figure title.
     """

@@ -1,0 +1,272 @@
+"""The ablation command: every variant switches its terms off, runs are reused, the table."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tiny_benchmark import tiny_overrides
+
+from amalib.experiments import ablation
+from amalib.experiments.ablation import (
+    ABLATIONS,
+    AMA,
+    ORACLE,
+    STARTING_BACKBONE,
+    format_ablation,
+    gap_closed,
+    run_ablation,
+)
+from amalib.metrics import METRIC_KEYS
+
+
+@pytest.mark.slow
+def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, tmp_path,
+                                                                     monkeypatch):
+    out = tmp_path / "ablation"
+    overrides = tiny_overrides(tiny_root, **{"train.epochs": 1, "train.max_steps_per_epoch": 1})
+    table = run_ablation(out, seeds=(0,), overrides=overrides, log=lambda _line: None)
+
+    assert list(table) == [STARTING_BACKBONE, *ABLATIONS, ORACLE]
+    for runs in table.values():
+        for metrics in runs.values():
+            assert set(metrics) == set(METRIC_KEYS)
+            assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert json.loads((out / "ablation.json").read_text()) == table
+    results = ablation.load_ablation_results(out / ablation.RESULTS_NAME)
+    assert results["config"] == "mini" and results["epochs"] == 1 and results["seeds"] == [0]
+    assert results["command"].startswith(f"amalib ablate --config mini --out {out.as_posix()} "
+                                         "--seeds 0 --set ")
+    assert list(results["table"]) == list(table)
+    schedules = {
+        name: yaml.safe_load((out / run / "config.yaml").read_text())["loss"]["schedule"]
+        for name, run in [("SD only", "SD_only_seed0"), ("SD + CC", "SD+CC_seed0"),
+                          ("SD + CC + MA", "SD+CC+MA_seed0"),
+                          ("SD + CC + MA + SG (AMA)", "SD+CC+MA+SG_seed0")]
+    }
+    on = {name: [t for t in ("cc", "ma", "sg") if s[f"use_{t}"]] for name, s in schedules.items()}
+    assert on == {"SD only": [], "SD + CC": ["cc"], "SD + CC + MA": ["cc", "ma"],
+                  "SD + CC + MA + SG (AMA)": ["cc", "ma", "sg"]}
+
+    # A second call finds every run in ablation.json and trains nothing.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("amalib.train.trainer.Trainer.fit", no_training)
+    monkeypatch.setattr("amalib.experiments.ablation.train_oracle", no_training)
+    assert run_ablation(out, seeds=(0,), overrides=overrides, log=lambda _line: None) == table
+
+
+def test_the_packaged_ablation_results_load_and_format():
+    results = ablation.load_ablation_results()
+    assert results["config"] == "mini" and results["command"].startswith("amalib ablate")
+    table = results["table"]
+    assert STARTING_BACKBONE in table and len(table) >= 2
+    for runs in table.values():
+        for metrics in runs.values():
+            assert set(metrics) == set(METRIC_KEYS)
+    assert format_ablation(table).count("\n| ") == len(table)  # one line per row
+
+
+def test_load_ablation_results_rejects_another_file(tmp_path):
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({"SD only": {}}))
+    with pytest.raises(ValueError, match="not an ablation results file"):
+        ablation.load_ablation_results(path)
+
+
+def test_format_ablation_mean_and_sample_std():
+    runs = {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.3)}
+    text = format_ablation({"A": runs, "B": {"-": dict.fromkeys(METRIC_KEYS, 0.25)},
+                            "C": {"2": dict.fromkeys(METRIC_KEYS, 0.5)}})
+    lines = text.splitlines()
+    assert lines[0].startswith("| variant | seeds | mAP@all")
+    # mean 0.2, sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.1414
+    assert lines[2] == "| A | 2 | " + " | ".join(["0.2000 ± 0.1414"] * 4) + " |"
+    assert lines[3] == "| B | – | " + " | ".join(["0.2500"] * 4) + " |"  # untrained: no seed
+    assert lines[4] == "| C | 1 | " + " | ".join(["0.5000"] * 4) + " |"
+
+
+def test_ablation_variants_only_switch_terms():
+    for switches in ABLATIONS.values():
+        assert all(s.startswith("loss.schedule.use_") and s.endswith("=false") for s in switches)
+    assert ablation.ABLATIONS["SD + CC + MA + SG (AMA)"] == []
+
+
+def test_gap_closed_is_the_share_of_the_start_to_oracle_gap():
+    row = lambda *values: {str(i): dict.fromkeys(METRIC_KEYS, v) for i, v in enumerate(values)}  # noqa: E731
+    table = {STARTING_BACKBONE: row(0.2), AMA: row(0.25, 0.35), ORACLE: row(0.6)}
+    # AMA's mean 0.30 closes (0.30 - 0.20) / (0.60 - 0.20) = 25 % of the gap.
+    assert gap_closed(table) == pytest.approx(0.25)
+    assert "AMA closes 25% of the starting backbone -> oracle gap" in format_ablation(table)
+    assert gap_closed({STARTING_BACKBONE: row(0.2), AMA: row(0.3)}) is None
+    assert gap_closed({**table, ORACLE: row(0.2)}) is None  # no gap to close
+
+
+@pytest.mark.slow
+def test_oracle_fine_tunes_the_starting_backbone_with_seen_labels(tiny_root, tmp_path,
+                                                                   monkeypatch):
+    from amalib.config import load_config
+    from amalib.data.datasets import LabelledImages
+
+    overrides = tiny_overrides(tiny_root, **{"train.epochs": 1, "train.max_steps_per_epoch": 2})
+    cfg = load_config("mini", overrides)
+    lists, steps = [], []
+    real_init = LabelledImages.__init__
+
+    def spy_init(self, root, list_file, *args, **kwargs):
+        lists.append(str(list_file).rsplit("/", 1)[-1])
+        real_init(self, root, list_file, *args, **kwargs)
+
+    from amalib.train import supervised
+
+    real_train = supervised.train_supervised
+
+    def spy_train(backbone, datasets, n_classes, **kwargs):
+        steps.append((kwargs["steps"], kwargs["batch_size"], n_classes))
+        return real_train(backbone, datasets, n_classes, **kwargs)
+
+    trained_backbones = []
+
+    def spy_train_keep(backbone, datasets, n_classes, **kwargs):
+        trained_backbones.append((backbone, {k: v.clone() for k, v in
+                                             backbone.state_dict().items()}))
+        return spy_train(backbone, datasets, n_classes, **kwargs)
+
+    monkeypatch.setattr(LabelledImages, "__init__", spy_init)
+    monkeypatch.setattr("amalib.train.supervised.train_supervised", spy_train_keep)
+    result = ablation.train_oracle(cfg, tmp_path / "oracle")
+    # The backbone itself learned (not only the linear classifier on top of it).
+    backbone, before = trained_backbones[0]
+    changed = [k for k, v in backbone.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert "blocks.0.attn.qkv.weight" in changed
+    # The evaluation's unseen test lists are built first, then the seen-class training lists.
+    assert lists[-2:] == ["sketch_filelist_train.txt", "photo_filelist_train.txt"]
+    assert steps == [(2, 16, 4)]  # AMA's 1 epoch x 2 steps, 8 + 8 images, 4 seen classes
+    assert set(METRIC_KEYS) <= set(result)
+
+
+def test_rows_limit_what_is_trained(tiny_root, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(ablation, "train_oracle",
+                        lambda cfg, run, **kw: trained.append(("oracle", run.name))
+                        or dict.fromkeys(METRIC_KEYS, 0.5))
+    monkeypatch.setattr("amalib.train.trainer.Trainer.fit",
+                        lambda self: trained.append(("fit", self.run_dir.name)))
+    overrides = tiny_overrides(tiny_root)
+    table = run_ablation(tmp_path / "a", seeds=(0, 1), overrides=overrides, rows=("oracle",),
+                         log=lambda _line: None)
+    assert trained == [("oracle", "oracle_seed0"), ("oracle", "oracle_seed1")]
+    assert list(table) == [STARTING_BACKBONE, ORACLE]
+    with pytest.raises(ValueError, match="unknown ablation rows"):
+        run_ablation(tmp_path / "a", rows=("everything",), overrides=overrides)
+
+
+@pytest.mark.slow
+def test_evaluating_every_epoch_does_not_change_what_is_trained(tiny_config, tmp_path):
+    # The ablation evaluates its runs once, the demo after every epoch; the AMA row may be taken
+    # from a demo only because evaluation draws nothing from the training's random stream.
+    from amalib.train.trainer import Trainer
+
+    weights = {}
+    for every in (1, 2):
+        cfg = tiny_config(**{"eval.every": every, "data.num_workers": 2, "model.stem": "cnn"})
+        trainer = Trainer(cfg, tmp_path / f"every{every}", log=lambda _line: None)
+        trainer.fit()
+        weights[every] = trainer.teacher.state_dict()
+    assert weights[1].keys() == weights[2].keys()
+    for key in weights[1]:
+        assert torch.equal(weights[1][key], weights[2][key]), key
+
+
+def _fake_demo(run, cfg, after):
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "summary.json").write_text(json.dumps({"after": after}))
+
+
+def test_ama_row_is_read_from_finished_demos_with_the_same_config(tiny_root, tmp_path,
+                                                                   monkeypatch):
+    from amalib.config import ConfigError, load_config
+
+    overrides = tiny_overrides(tiny_root)
+    for seed in (0, 1):
+        # (a generated benchmark may have been generated in another folder: same images)
+        cfg = load_config("mini", [*overrides, f"train.seed={seed}", "eval.every=1",
+                                   f"data.root={tmp_path / 'elsewhere'}"])
+        _fake_demo(tmp_path / f"demo_s{seed}", cfg, dict.fromkeys(METRIC_KEYS, 0.1 * (seed + 1)))
+    monkeypatch.setattr("amalib.train.trainer.Trainer.fit",
+                        lambda self: pytest.fail("the AMA row was trained"))
+    # A table started before data.root left the comparison (its config file still holds it)
+    # is continued, not refused.
+    (tmp_path / "a").mkdir()
+    stored = json.loads(json.dumps(load_config("mini", overrides), default=str))
+    stored["train"].pop("seed")
+    (tmp_path / "a" / "ablation_config.json").write_text(json.dumps(stored))
+    table = run_ablation(tmp_path / "a", seeds=(0, 1), overrides=overrides, rows=("ama",),
+                         ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
+    assert table[AMA] == {"0": dict.fromkeys(METRIC_KEYS, 0.1), "1": dict.fromkeys(METRIC_KEYS, 0.2)}
+
+    # A demo trained with another config, with another seed, or unfinished is refused.
+    cfg = load_config("mini", [*overrides, "train.seed=0", "train.lr=0.5"])
+    _fake_demo(tmp_path / "other_s0", cfg, dict.fromkeys(METRIC_KEYS, 0.9))
+    with pytest.raises(ConfigError, match="train.lr: 0.5 != 0.001"):
+        run_ablation(tmp_path / "b", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "other_s{seed}"), log=lambda _line: None)
+    cfg = load_config("mini", [*overrides, "train.seed=0", "data.generate.photos_per_class=7"])
+    _fake_demo(tmp_path / "moredata_s0", cfg, dict.fromkeys(METRIC_KEYS, 0.9))
+    with pytest.raises(ConfigError, match="data.generate.photos_per_class: 7 != 6"):
+        run_ablation(tmp_path / "b2", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "moredata_s{seed}"), log=lambda _line: None)
+    with pytest.raises(ConfigError, match="seed 1, not 0"):
+        run_ablation(tmp_path / "c", seeds=(0,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "demo_s1"), log=lambda _line: None)
+    (tmp_path / "demo_s1" / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="amalib demo --seed 1"):
+        run_ablation(tmp_path / "d", seeds=(1,), overrides=overrides, rows=("ama",),
+                     ama_runs=str(tmp_path / "demo_s{seed}"), log=lambda _line: None)
+
+
+def test_rows_recorded_by_other_processes_are_kept(tmp_path):
+    # Two `amalib ablate` processes filling one table: each cell is merged into the file as it
+    # is on disk, not into the table a process read when it started.
+    table_file = tmp_path / "ablation.json"
+    ablation._record(table_file, ORACLE, "0", dict.fromkeys(METRIC_KEYS, 0.6))
+    ablation._record(table_file, "SD only", "1", dict.fromkeys(METRIC_KEYS, 0.3))
+    table = ablation._record(table_file, STARTING_BACKBONE, "-", dict.fromkeys(METRIC_KEYS, 0.2))
+    assert list(table) == [STARTING_BACKBONE, "SD only", ORACLE]
+    assert json.loads(table_file.read_text()) == table
+    assert table["SD only"] == {"1": dict.fromkeys(METRIC_KEYS, 0.3)}
+def test_plot_ablation_draws_one_bar_per_row_and_every_seed():
+    import matplotlib.pyplot as plt
+
+    from amalib.viz.ablation import plot_ablation
+
+    table = ablation.load_ablation_results()["table"]
+    fig = plot_ablation(table, chance=0.12)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(table)
+    n_runs = sum(len(runs) for runs in table.values())
+    dots = [line for line in ax.lines if line.get_marker() == "."]
+    assert sum(len(line.get_xdata()) for line in dots) == n_runs
+    notes = [t.get_text() for t in ax.texts]
+    assert any(n.endswith("(no training)") for n in notes)  # the starting backbone's bar
+    assert sum(n.endswith("(mean of 3 seeds)") for n in notes) == len(table) - 1
+    plt.close(fig)
+    # viz does not import the experiments layer: its default is the runner's key, by value.
+    assert inspect.signature(plot_ablation).parameters["untrained"].default == ablation.UNTRAINED
+
+
+def test_class_palette_separates_ten_classes():
+    from matplotlib.colors import to_rgb
+
+    from amalib.viz.embedding import class_palette
+
+    colours = np.array([to_rgb(c) for c in class_palette(10)])
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
+    assert distances[~np.eye(10, dtype=bool)].min() > 0.2
