@@ -35,6 +35,7 @@ RANKING_TESTS := tests/test_metrics.py tests/test_chance_levels.py tests/test_pr
 ## notebook series (nbval) with the machine's defaults.
 test: $(STAMP)
 	$(BIN)/ruff check amalib tests benchmarks
+	$(BIN)/lint-imports
 	$(LOW_CPU) $(BIN)/python -m pytest -q -p no:cacheprovider $(RANKING_TESTS)
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg
 
@@ -43,6 +44,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check amalib tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
