@@ -1083,7 +1083,7 @@ def photo_background_kinds(root, list_file: str) -> np.ndarray:
         FileNotFoundError: ``root`` has no manifest (not a generated mini-benchmark).
         ValueError: ``list_file`` lists sketches, or the tree is from another generator version.
     """
-    from amalib.data.benchmarks import read_file_list
+    from amalib.data.lists import read_file_list
 
     root = Path(root)
     manifest = _read_manifest(root)
