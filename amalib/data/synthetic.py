@@ -66,6 +66,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from amalib.data.lists import read_file_list
+
 __all__ = [
     "BODIES",
     "PARTS",
@@ -81,7 +83,8 @@ __all__ = [
     "ensure_mini_benchmark",
     "check_mini_benchmark_params",
     "check_mini_benchmark_tree",
-    "plot_mini_benchmark",
+    "ClassExamples",
+    "mini_benchmark_examples",
 ]
 
 log = logging.getLogger(__name__)
@@ -1083,8 +1086,6 @@ def photo_background_kinds(root, list_file: str) -> np.ndarray:
         FileNotFoundError: ``root`` has no manifest (not a generated mini-benchmark).
         ValueError: ``list_file`` lists sketches, or the tree is from another generator version.
     """
-    from amalib.data.lists import read_file_list
-
     root = Path(root)
     manifest = _read_manifest(root)
     if manifest is None:
@@ -1111,45 +1112,59 @@ def photo_background_kinds(root, list_file: str) -> np.ndarray:
     return np.asarray(kinds, dtype=np.int64)
 
 
-def plot_mini_benchmark(root="data/mini", n_classes: int = 6, per_class: int = 3, seed: int = 0):
-    """Figure of a few classes of a generated mini-benchmark: photos beside sketches.
+@dataclass(frozen=True)
+class ClassExamples:
+    """A few images of one class of a generated mini-benchmark (for :func:`mini_benchmark_examples`).
 
-    Picks classes from the seen and unseen splits (half each where possible); each row shows
-    ``per_class`` photos then ``per_class`` sketches of one class.
+    Attributes:
+        name: The class name, e.g. ``"circle_legs"``.
+        seen: Whether the class is seen (training) rather than unseen (test).
+        photos: RGB ``(H, W, 3)`` uint8 arrays.
+        sketches: RGB ``(H, W, 3)`` uint8 arrays.
+    """
+
+    name: str
+    seen: bool
+    photos: list
+    sketches: list
+
+
+def mini_benchmark_examples(root="data/mini", n_classes: int = 6, per_class: int = 3,
+                            seed: int = 0) -> list[ClassExamples]:
+    """A few photos and sketches of a few classes of a generated mini-benchmark.
+
+    Picks classes from the seen and unseen splits (half each where possible, seen first) and
+    ``per_class`` photos and ``per_class`` sketches of each (fewer where a class has fewer), at
+    random from ``seed``. Draw them with :func:`amalib.viz.benchmark.plot_mini_benchmark`.
 
     Returns:
-        A :class:`matplotlib.figure.Figure`.
+        One :class:`ClassExamples` per class.
     """
-    import matplotlib.pyplot as plt
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     rows = []
     for split, want in (("train", (n_classes + 1) // 2), ("zero", n_classes // 2)):
         by_class: dict[int, dict[str, list[str]]] = {}
         for domain in ("photo", "sketch"):
-            for line in (root / f"zeroshot/{domain}_filelist_{split}.txt").read_text().splitlines():
-                rel, label = line.rsplit(" ", 1)
-                by_class.setdefault(int(label), {"photo": [], "sketch": []})[domain].append(rel)
+            for rel, label in read_file_list(root / f"zeroshot/{domain}_filelist_{split}.txt"):
+                by_class.setdefault(label, {"photo": [], "sketch": []})[domain].append(rel)
         labels = sorted(by_class)
         for label in rng.permutation(labels)[: min(want, len(labels))]:
-            rows.append((split, int(label), by_class[int(label)]))
-    cols = 2 * per_class
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.4 * len(rows)), squeeze=False)
-    for r, (split, _label, files) in enumerate(rows):
-        name = Path(files["sketch"][0]).parent.name
-        for k, domain in enumerate(("photo", "sketch")):
+            rows.append((split, by_class[int(label)]))
+    examples = []
+    for split, files in rows:
+        images = {}
+        for domain in ("photo", "sketch"):
             pick = rng.choice(
                 len(files[domain]), size=min(per_class, len(files[domain])), replace=False
             )
-            for j, idx in enumerate(pick):
-                ax = axes[r, k * per_class + j]
-                ax.imshow(Image.open(root / files[domain][idx]).convert("RGB"))
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"{name}\n({'seen' if split == 'train' else 'unseen'})", fontsize=9)
-    axes[0, 0].set_title("photos", fontsize=10, loc="left")
-    axes[0, per_class].set_title("sketches", fontsize=10, loc="left")
-    fig.tight_layout()
-    return fig
+            images[domain] = [_read_rgb(root / files[domain][idx]) for idx in pick]
+        examples.append(ClassExamples(name=Path(files["sketch"][0]).parent.name,
+                                      seen=split == "train", photos=images["photo"],
+                                      sketches=images["sketch"]))
+    return examples
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

@@ -1,4 +1,5 @@
-"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, the sketch pad.
+"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, the sketch pad,
+the mini-benchmark's examples.
 
 Imported on demand (``from amalib.viz.embedding import plot_umap``) so that ``import amalib``
 stays free of matplotlib, seaborn and umap. :func:`sketch_pad` and :func:`static_example`
