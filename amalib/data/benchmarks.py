@@ -22,11 +22,13 @@ file lists").
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amalib.data.lists import read_class_names, read_file_list
+from amalib.data.synthetic import generate_mini_benchmark, mini_benchmark_classes
 
 __all__ = [
     "BenchmarkSpec",
@@ -170,10 +172,6 @@ def mini_benchmark_spec(**params) -> BenchmarkSpec:
         **params: Keyword arguments of :func:`amalib.data.synthetic.generate_mini_benchmark`
             that fix its classes and sizes (defaults otherwise).
     """
-    import inspect
-
-    from amalib.data.synthetic import generate_mini_benchmark, mini_benchmark_classes
-
     defaults = {
         k: v.default
         for k, v in inspect.signature(generate_mini_benchmark).parameters.items()
