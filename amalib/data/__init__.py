@@ -24,7 +24,7 @@ _EXPORTS = {
     ),
     "synthetic": (
         "ensure_mini_benchmark", "generate_mini_benchmark", "mini_benchmark_classes",
-        "plot_mini_benchmark", "render_photo", "render_sketch",
+        "mini_benchmark_examples", "render_photo", "render_sketch",
     ),
     "prepare": (
         "BenchmarkReport", "SplitReport", "build_file_lists", "check_benchmark", "prepare_main",

@@ -13,7 +13,7 @@ import sys
 
 
 def main() -> int:
-    from amalib.data.synthetic import _render_chunk
+    from amalib.data.synthetic.writer import _render_chunk
 
     chunks = json.load(sys.stdin)
     print(sum(_render_chunk(tuple(chunk)) for chunk in chunks))

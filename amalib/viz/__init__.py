@@ -1,4 +1,5 @@
-"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, protocols.
+"""Figures: UMAP embeddings, retrieval grids, precision–recall, training curves, protocols,
+the mini-benchmark's examples.
 
 Pure drawing: arrays or small result records in, a matplotlib Figure out; nothing here trains,
 loads a checkpoint or imports :mod:`amalib.train`, :mod:`amalib.retrieval` or the apps

@@ -85,6 +85,8 @@ def test_train_eval_retrieve_round_trip(capsys, tiny_root, tmp_path):
     code, out, err = _run(capsys, "train", "--config", "mini", "--out", str(tmp_path / "run"),
                           "--no-progress", *sets)
     assert code == 0, err
+    # `amalib train` draws the curves from the run's records (the trainer itself draws nothing).
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = tmp_path / "run" / "checkpoint.pth"
     code, out, err = _run(capsys, "eval", "--checkpoint", str(ckpt), "--no-progress",
                           "--json", str(tmp_path / "m.json"))

@@ -177,14 +177,21 @@ def test_never_overwrites_a_foreign_directory(tmp_path):
     assert (root / "thesis.tex").exists()
 
 
-def test_plot_mini_benchmark(tiny_tree):
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
-    from amalib.data.synthetic import plot_mini_benchmark
+def test_mini_benchmark_examples_read_a_few_images_per_class(tiny_tree):
+    from amalib.data.synthetic import mini_benchmark_examples
 
-    fig = plot_mini_benchmark(tiny_tree, n_classes=3, per_class=2)
-    assert len(fig.axes) == 3 * 4
-    matplotlib.pyplot.close(fig)
+    examples = mini_benchmark_examples(tiny_tree, n_classes=3, per_class=2)
+    classes = mini_benchmark_classes(TINY["n_seen"], TINY["n_unseen"], TINY["n_pretrain_classes"])
+    assert [e.seen for e in examples] == [True, True, False]  # half each, seen first
+    for e in examples:
+        assert e.name in classes["seen" if e.seen else "unseen"]
+        assert len(e.photos) == len(e.sketches) == 2
+        for image in e.photos + e.sketches:
+            assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    again = mini_benchmark_examples(tiny_tree, n_classes=3, per_class=2)
+    assert [e.name for e in again] == [e.name for e in examples]
+    assert all(np.array_equal(a, b) for x, y in zip(again, examples)
+               for a, b in zip(x.photos + x.sketches, y.photos + y.sketches))
 
 
 def test_generated_tree_passes_the_benchmark_check_and_loads(tiny_tree):
