@@ -378,6 +378,8 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
 def eval_sets(config: dict) -> dict:
     """The evaluation datasets of a config (generating the mini-benchmark when needed).
 
+    The Trainer's own (:func:`amalib.train.build.build_eval_datasets`).
+
     Returns:
         :func:`amalib.data.datasets.build_eval_sets` of the config's benchmark:
         ``sketch_test``/``photo_test`` (labelled, unseen classes) with the test transform and
@@ -385,48 +387,29 @@ def eval_sets(config: dict) -> dict:
         transform.
     """
     from amalib.data.benchmarks import resolve_benchmark
-    from amalib.data.datasets import build_eval_sets
-    from amalib.data.transforms import eval_transform
+    from amalib.train.build import build_eval_datasets
+    from amalib.train.trainer import ensure_generated_data
 
-    dcfg = config["data"]
-    root = Path(dcfg["root"])
-    if dcfg.get("generate"):
-        from amalib.data.synthetic import ensure_mini_benchmark
-
-        ensure_mini_benchmark(root, **dcfg["generate"])
+    root = ensure_generated_data(config["data"])
     spec = resolve_benchmark(root, str(config["benchmark"]))
-    interpolation = dcfg.get("resize_interpolation", "bicubic")  # absent from older configs
-    return build_eval_sets(
-        root, spec,
-        eval_transform(dcfg["eval_resize"], dcfg["eval_crop"], interpolation=interpolation),
-        train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
-                                       interpolation=interpolation),
-    )
+    return build_eval_datasets(config["data"], root, spec)
 
 
 def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
     """The backbone AMA starts from: the DINO weights named by ``model.pretrained``.
 
     ``model.pretrained: none`` gives a randomly initialised ViT (seeded) — on purpose only.
+    Read as the Trainer reads it (:func:`amalib.train.build.starting_backbone`).
 
     Returns:
         A timm ViT in eval mode on ``device`` mapping ``(B, 3, H, W)`` to ``(B, D)`` CLS
         features.
     """
-    import torch
-
-    from amalib.models import create_vit, load_dino_backbone
+    from amalib.train.build import starting_backbone
     from amalib.train.trainer import resolve_pretrained
 
     mcfg = config["model"]
-    path = resolve_pretrained(mcfg.get("pretrained"))
-    if path is None:
-        torch.manual_seed(seed)
-        backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                              img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
-    else:
-        backbone = load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"],
-                                      stem=mcfg.get("stem", "patch"))
+    backbone = starting_backbone(mcfg, resolve_pretrained(mcfg.get("pretrained")), seed=seed)
     return backbone.to(device).eval()
 
 
