@@ -17,6 +17,7 @@ from tiny_benchmark import tiny_values
 
 from amalib import tutorial
 from amalib.data.benchmarks import get_benchmark
+from amalib.tutorial import notebook, profiles
 
 
 def tiny_profile(root) -> tutorial.Profile:
@@ -90,7 +91,7 @@ def test_outside_a_checkout_amalib_home_is_the_work_folder(tmp_path, monkeypatch
 
 def test_an_unwritable_folder_is_not_the_work_folder(tmp_path, monkeypatch):
     monkeypatch.delenv(tutorial.HOME_VARIABLE, raising=False)
-    monkeypatch.setattr(tutorial.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(notebook.os, "access", lambda path, mode: False)
     assert tutorial.work_folder(tmp_path) == Path.home() / "amalib"
 
 
@@ -132,7 +133,7 @@ def test_unknown_profile_is_an_error():
 
 
 def test_gpu_profile_without_files_names_them_and_how_to_get_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
     with pytest.raises(tutorial.ProfileUnavailableError) as info:
         tutorial.select_profile("gpu-real", benchmark="sketchy25",
                                 data_root=tmp_path / "nowhere", weights=tmp_path / "w.pth")
@@ -168,7 +169,7 @@ def test_gpu_profile_with_files_and_gpu(tmp_path, monkeypatch):
     fake_benchmark(tmp_path, "sketchy21")
     weights = tmp_path / "dino.pth"
     weights.write_bytes(b"")
-    monkeypatch.setattr(tutorial, "gpu_name", lambda: "Test GPU")
+    monkeypatch.setattr(profiles, "gpu_name", lambda: "Test GPU")
     profile = tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
                                       weights=weights)
     assert profile.device == "cuda" and profile.config_name == "sketchy21"
@@ -183,7 +184,7 @@ def test_gpu_profile_with_files_but_no_gpu(tmp_path, monkeypatch):
     fake_benchmark(tmp_path, "sketchy21")
     weights = tmp_path / "dino.pth"
     weights.write_bytes(b"")
-    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
     with pytest.raises(tutorial.ProfileUnavailableError, match="no CUDA GPU") as info:
         tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
                                 weights=weights)
@@ -191,12 +192,12 @@ def test_gpu_profile_with_files_but_no_gpu(tmp_path, monkeypatch):
 
 
 def test_auto_profile_is_the_mini_benchmark_on_the_gpu_when_there_is_one(monkeypatch):
-    monkeypatch.setattr(tutorial, "gpu_name", lambda: None)
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
     cpu = tutorial.select_profile("auto")
     assert cpu == tutorial.select_profile("cpu-mini") and cpu.device == "cpu"
     with pytest.raises(tutorial.ProfileUnavailableError, match="needs a CUDA GPU"):
         tutorial.select_profile("gpu-mini")
-    monkeypatch.setattr(tutorial, "gpu_name", lambda: "Test GPU")
+    monkeypatch.setattr(profiles, "gpu_name", lambda: "Test GPU")
     gpu = tutorial.select_profile("auto")
     assert gpu.name == "gpu-mini" and gpu.device == "cuda" and gpu.config_name == "mini"
     assert gpu.run_dir == Path("runs/tutorial/gpu-mini")
@@ -387,60 +388,6 @@ def test_dino_collapse_experiment_shows_both_collapses():
     np.testing.assert_array_equal(again["loss"], healthy["loss"][:5])
 
 
-# ------------------------------------------------------------------------------ figures
-
-
-def test_to_image_undoes_the_normalisation():
-    from PIL import Image
-
-    from amalib.data.transforms import eval_transform
-
-    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    tensor = eval_transform(16, 16)(Image.fromarray(pixels))
-    np.testing.assert_allclose(tutorial.to_image(tensor), pixels / 255.0, atol=1e-5)
-
-
-def test_figures_have_the_expected_panels(tmp_path):
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    from amalib.data import MultiCropTransform
-
-    image = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
-    crops = MultiCropTransform(global_size=16, local_size=8, n_local=3)(image)
-    fig = tutorial.plot_multicrop({"sketch": (image, crops), "photo": (image, crops[:3])})
-    assert len(fig.axes) == 2 * (1 + 5)
-    plt.close(fig)
-
-    images = torch.zeros(3, 3, 16, 16)
-    fig = tutorial.plot_attention(images, torch.rand(3, 2, 2, 2), ["a", "b", "c"])
-    # images, the same images with the attention overlaid, one colour bar for all the maps
-    assert len(fig.axes) == 2 * 3 + 1
-    plt.close(fig)
-
-    path = tmp_path / "x.png"
-    image.save(path)
-    fig = tutorial.plot_image_rows([[path, path], [path]], ["one", "two"], title="t")
-    assert len(fig.axes) == 4
-    plt.close(fig)
-
-    fig = tutorial.plot_distance_matrices({"a": torch.eye(3), "b": 5 + np.arange(9).reshape(3, 3)})
-    assert len(fig.axes) == 4  # two matrices, each with its own colour bar
-    # Each matrix on its own colour scale.
-    assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
-    assert fig.axes[1].images[0].get_clim() == (5.0, 13.0)
-    plt.close(fig)
-    # Groups: separators between them, their names at their centres; a colormap per panel.
-    fig = tutorial.plot_distance_matrices({"d": np.zeros((4, 4))}, group_size=2,
-                                          group_labels=["x", "y"], cmaps={"d": "viridis_r"})
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
-    assert list(ax.get_xticks()) == [0.5, 2.5]
-    assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == 1.5] == [1.5]
-    assert ax.images[0].get_cmap().name == "viridis_r"
-    plt.close(fig)
-
-
 def test_sketch_neighbour_shares_by_hand():
     # Two sketches and three photos on a line of angles; k = 2.
     angle = torch.tensor([0.0, 0.1, 0.05, 1.5, 0.12])
@@ -450,3 +397,13 @@ def test_sketch_neighbour_shares_by_hand():
     shares = tutorial.sketch_neighbour_shares(sketches, [0, 1], photos, [0, 1, 1], k=2)
     assert shares["photo"] == pytest.approx((1 + 2) / 4)
     assert shares["photo_same_class"] == pytest.approx((1 + 1) / 4)
+
+
+def test_the_figures_are_the_viz_functions():
+    from amalib.viz import images, matrices
+
+    assert tutorial.to_image is images.to_image
+    assert tutorial.plot_multicrop is images.plot_multicrop
+    assert tutorial.plot_attention is images.plot_attention
+    assert tutorial.plot_image_rows is images.plot_image_rows
+    assert tutorial.plot_distance_matrices is matrices.plot_distance_matrices

@@ -34,6 +34,7 @@ from amalib.config import ConfigError, save_config
 from amalib.losses.mutual_alignment import MA_CROPS
 from amalib.models.student_teacher import ema_update
 from amalib.retrieval.features import FeatureSet, extract_features
+from amalib.train.build import build_eval_datasets, starting_backbone
 from amalib.train.interrupt import StopRequest, TrainingDivergedError
 from amalib.train.objective import ObjectiveSchedule
 from amalib.train.state import rng_state, seed_everything, set_rng_state
@@ -273,8 +274,8 @@ class Trainer:
 
     def _setup_data(self) -> None:
         from amalib.data.benchmarks import get_benchmark, resolve_benchmark
-        from amalib.data.datasets import build_eval_sets, build_pretrain_set, build_training_sets
-        from amalib.data.transforms import MultiCropTransform, eval_transform
+        from amalib.data.datasets import build_pretrain_set, build_training_sets
+        from amalib.data.transforms import MultiCropTransform
 
         dcfg = self.cfg["data"]
         try:
@@ -304,21 +305,7 @@ class Trainer:
                 root, self.spec, transforms["sketch"], transforms["photo"]
             )
             self.train_sets = {"sketch": sketch_ds, "photo": photo_ds}
-        # One set of datasets: test splits with the evaluation transform, training splits (for
-        # clustering) with the cluster transform.
-        # bicubic (amalib) or bilinear (torchvision's default, the release's); run configs
-        # written before the key existed resized bicubically.
-        interpolation = dcfg.get("resize_interpolation", "bicubic")
-        try:
-            test_tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
-                                     interpolation=interpolation)
-        except ValueError as err:
-            raise ConfigError(f"data.resize_interpolation: {err}") from err
-        self.eval_sets = build_eval_sets(
-            root, self.spec, test_tf,
-            train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
-                                           interpolation=interpolation),
-        )
+        self.eval_sets = build_eval_datasets(dcfg, root, self.spec)
         batch = int(dcfg["batch_size"])
         per_epoch = max(len(ds) // (batch * self.dist.world_size) for ds in self.train_sets.values())
         cap = self.cfg["train"].get("max_steps_per_epoch")
@@ -331,7 +318,6 @@ class Trainer:
 
     def _setup_models(self) -> None:
         from amalib.models import load_dino_weights
-        from amalib.models.checkpoint import load_dino_backbone
 
         mcfg = self.cfg["model"]
         stem = mcfg.get("stem", "patch")  # run configs written before the key existed
@@ -370,8 +356,7 @@ class Trainer:
                     f"model.stem is {stem!r}; set model.stem=patch or pretrain your own"
                 )
             try:
-                backbone = load_dino_backbone(self.pretrained, arch=mcfg["arch"],
-                                              patch_size=mcfg["patch_size"])
+                backbone = starting_backbone(mcfg, self.pretrained)
             except ValueError as err:
                 raise _pretrained_error(self.pretrained, err) from None
             for net in (student, teacher):
