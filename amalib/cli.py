@@ -429,7 +429,8 @@ def _cmd_index(args) -> int:
 
 
 def _query_label(label: str | None, index) -> int | None:
-    """``--label`` (a class name or id) as a class id of the index's gallery; None stays None."""
+    """``--label`` (a class id, when it is a number below the class count, else a class name)
+    as a class id of the index's gallery (:meth:`GalleryIndex.label_of`); None stays None."""
     from amalib.config import ConfigError
 
     if label is None:
@@ -437,14 +438,8 @@ def _query_label(label: str | None, index) -> int | None:
     if index.labels is None:
         raise ConfigError(f"--label {label}: the gallery is unlabelled, so there are no hits "
                           "to mark")
-    names = index.class_names
-    n_classes = len(names) if names else int(index.labels.max()) + 1
-    if label.isdigit() and int(label) < n_classes:
-        return int(label)
-    if names and label in names:
-        return names.index(label)
-    raise ConfigError(f"unknown class {label!r}" + (f"; the gallery's classes: {', '.join(names)}"
-                                                    if names else f" (ids 0-{n_classes - 1})"))
+    return index.label_of(int(label) if label.isdigit() and int(label) < index.n_classes
+                          else label)
 
 
 def _cmd_retrieve(args) -> int:
@@ -509,8 +504,7 @@ def _cmd_retrieve(args) -> int:
         queries = [render_strokes(strokes, image_size=size, canvas_size=canvas_size)]
     ranked, scores = index.search(embed_images(backbone, transform, queries, device=device),
                                   args.k)
-    label_name = None if label is None else (index.class_names[label] if index.class_names
-                                             else str(label))
+    label_name = index.class_name(label)
     results = []
     for name, row, row_scores in zip(names, ranked, scores):
         if len(names) > 1:
@@ -539,13 +533,7 @@ def _cmd_retrieve(args) -> int:
             from amalib.apps.sketch_widget import plot_sketch_query
             from amalib.retrieval.sketch_query import SketchQueryResult
 
-            top = ranked[0][ranked[0] >= 0]
-            labels = None if index.labels is None else index.labels[top]
-            result = SketchQueryResult(
-                queries[0], top, scores[0][ranked[0] >= 0],
-                tuple(index.image_path(j) for j in top), labels, label,
-                None if labels is None or label is None else labels == label,
-                None if index.class_names is None else tuple(index.class_names))
+            result = SketchQueryResult.of_search(queries[0], index, ranked[0], scores[0], label)
             side = max(canvas_size) if isinstance(canvas_size, tuple) else canvas_size
             fig = plot_sketch_query(result, strokes=strokes, canvas_size=side,
                                     title=f"top-{len(result)} photos for {names[0].name}")

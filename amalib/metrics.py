@@ -236,8 +236,9 @@ def grid_features(features: torch.Tensor) -> torch.Tensor:
 def unit_features(features) -> torch.Tensor:
     """``features`` at unit L2 norm as float32, the same bits on every machine.
 
-    :func:`grid_features` rounded once to float32: what a gallery stores (the index file, a
-    :class:`~amalib.retrieval.sketch_query.PhotoGallery`), so that two machines store the same rows.
+    :func:`grid_features` rounded once to float32: what a gallery stores
+    (:class:`~amalib.retrieval.index.GalleryIndex`, in memory or in its file), so that two
+    machines store the same rows.
     """
     x = _as_tensor(features, "features")
     if x.ndim != 2:

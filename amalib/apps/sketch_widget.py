@@ -125,9 +125,10 @@ def _settings(model, config, transform, image_size) -> tuple[object, int]:
 
 
 def _gallery(gallery_features, paths, labels, class_names):
-    from amalib.retrieval.sketch_query import PhotoGallery
+    """The exact :class:`~amalib.retrieval.index.GalleryIndex` of the pad's photos."""
+    from amalib.retrieval.index import GalleryIndex
 
-    return PhotoGallery.build(gallery_features, paths, labels, class_names)
+    return GalleryIndex.build(gallery_features, paths, labels=labels, class_names=class_names)
 
 
 def _open_rgb(path) -> np.ndarray:
@@ -374,13 +375,13 @@ class SketchPad:
                                            layout=widgets.Layout(width="auto"))
         self.undo_button = widgets.Button(description="undo stroke", icon="undo",
                                           layout=widgets.Layout(width="auto"))
-        names = gallery.class_names or (
-            tuple(str(c) for c in np.unique(gallery.labels)) if gallery.labels is not None
-            else ())
+        ids = (range(len(gallery.class_names)) if gallery.class_names else
+               [int(c) for c in np.unique(gallery.labels) if c >= 0]
+               if gallery.labels is not None else [])
         # -1 stands for "not known": a Dropdown shows a blank box when its value is None.
         label = gallery.label_of(query_label)
         self.classes = widgets.Dropdown(
-            options=[("not known", _NOT_KNOWN)] + [(n, i) for i, n in enumerate(names)],
+            options=[("not known", _NOT_KNOWN)] + [(gallery.class_name(i), i) for i in ids],
             value=_NOT_KNOWN if label is None else label, description="I drew",
             layout=widgets.Layout(width=side))
         self.status = widgets.HTML()

@@ -1,11 +1,16 @@
-"""A photo gallery indexed for serving: features, paths, labels and a faiss index in one file.
+"""The photo gallery amalib searches: features, paths, labels (and a faiss index) in one file.
 
-Retrieval over a fixed gallery should not re-extract the gallery for every query. A
-:class:`GalleryIndex` holds the gallery's L2-normalised features, the image paths (relative to a
-recorded root), the labels and class names when the gallery has them, and a faiss index that
-answers inner-product (= cosine) searches:
+:class:`GalleryIndex` is amalib's one gallery type: the sketch pad
+(:mod:`amalib.retrieval.sketch_query`, :func:`amalib.apps.sketch_pad`) searches one built in
+memory from ``(features, paths, labels)``, ``amalib retrieve`` one extracted from a checkpoint or
+read from an ``.amaidx`` file. It holds the gallery's L2-normalised features, the image paths
+(relative to a recorded root), the labels and class names when the gallery has them
+(:meth:`GalleryIndex.class_name`, :meth:`GalleryIndex.label_of`: the one lookup between class ids
+and names), and answers cosine searches in one of two ways:
 
-* ``kind="flat"`` (default): ``IndexFlatIP``, exact — every query is scored against every photo.
+* ``kind="flat"`` (default): exact — every query is scored against every photo with
+  :func:`amalib.metrics.top_k`'s scores (no faiss needed; faiss' ``IndexFlatIP`` is made only
+  when :attr:`GalleryIndex.index` is asked for).
 * ``kind="hnsw"``: ``IndexHNSWFlat`` (Malkov & Yashunin, TPAMI 2018), a graph searched greedily;
   parameters ``M`` (links per node), ``ef_construction`` (build effort) and ``ef_search``
   (search effort: recall against latency).
@@ -23,7 +28,8 @@ checkpoint, its weights' fingerprint, the model and the image transform),
 ``features`` (``(N, D)`` float32), ``labels`` (``(N,)`` int64, when labelled) and, for the
 approximate kinds, ``faiss`` (``faiss.serialize_index`` bytes: an HNSW graph or trained IVF
 lists take time to rebuild). The exact index is rebuilt from ``features`` on loading, which is a
-copy, so the file does not hold the features twice. faiss is imported on first use.
+copy, so the file does not hold the features twice. faiss is imported on first use (an exact
+gallery never needs it).
 
 Building a gallery from a checkpoint and a folder or benchmark split:
 :mod:`amalib.retrieval.gallery`; the command line: ``amalib index build`` and ``amalib retrieve
@@ -43,7 +49,7 @@ import numpy as np
 from amalib.errors import AmalibError
 
 __all__ = ["GalleryIndex", "GalleryIndexError", "INDEX_KINDS", "FORMAT", "FORMAT_VERSION",
-           "resolve_params"]
+           "class_name", "resolve_params"]
 
 FORMAT = "amalib-gallery-index"
 FORMAT_VERSION = 1
@@ -71,12 +77,32 @@ def _faiss():
     return faiss
 
 
+def class_name(class_names, label) -> str | None:
+    """Name of class ``label``: its name when ``class_names`` has one, else its id as text;
+    None for None. The one id-to-name lookup of amalib's galleries
+    (:meth:`GalleryIndex.class_name`, :class:`~amalib.retrieval.sketch_query.SketchQueryResult`).
+    """
+    if label is None:
+        return None
+    if class_names and 0 <= int(label) < len(class_names):
+        return str(class_names[int(label)])
+    return str(int(label))
+
+
+def _numpy(x) -> np.ndarray:
+    """A numpy array of ``x`` (a torch tensor on any device, bfloat16 as float32: exact)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x)
+
+
 def _checked(x, name: str, dim: int | None = None) -> np.ndarray:
     """``x`` as an ``(n, dim)`` array of finite floating-point values (float32 unless it is a
     floating-point array already)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+    x = _numpy(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
     if x.ndim != 2:
@@ -149,10 +175,11 @@ def _build_faiss(features: np.ndarray, kind: str, params: dict):
 
 
 class GalleryIndex:
-    """Features, paths, labels and a faiss inner-product index of one photo gallery.
+    """Features, paths, labels (and, for the approximate kinds, a faiss inner-product index) of
+    one photo gallery.
 
     Build with :meth:`build`, write with :meth:`save`, read with :meth:`load`, query with
-    :meth:`search`.
+    :meth:`search`; class ids and names: :meth:`class_name`, :meth:`label_of`.
 
     Attributes:
         paths: Image paths, relative to ``root`` when it is set.
@@ -169,7 +196,7 @@ class GalleryIndex:
     def __init__(self, index, paths, *, root=None, labels=None, class_names=None,
                  kind: str = "flat", params: dict | None = None, provenance: dict | None = None,
                  features: np.ndarray | None = None, source: Path | None = None):
-        self.index = index
+        self._index = index
         self.paths = list(paths)
         self.root = None if root is None else str(root)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
@@ -206,21 +233,32 @@ class GalleryIndex:
         x = _normalised(features, "features")
         if len(x) == 0:
             raise ValueError("the gallery is empty: features has no rows")
+        if labels is not None:
+            labels = _numpy(labels).astype(np.int64).reshape(-1)
         if len(paths) != len(x) or (labels is not None and len(labels) != len(x)):
             raise ValueError(f"{len(x)} feature rows but {len(paths)} paths"
                              + ("" if labels is None else f" and {len(labels)} labels"))
         params = resolve_params(kind, params, len(x))
-        return cls(_build_faiss(x, kind, params), paths, root=root, labels=labels,
-                   class_names=class_names, kind=kind, params=params, provenance=provenance,
-                   features=x)
+        # The exact kind searches the features themselves: its faiss index is made only if asked.
+        index = None if kind == "flat" else _build_faiss(x, kind, params)
+        return cls(index, paths, root=root, labels=labels, class_names=class_names, kind=kind,
+                   params=params, provenance=provenance, features=x)
+
+    @property
+    def index(self):
+        """The faiss index (the approximate kinds' candidates); for the exact kind an
+        ``IndexFlatIP`` of the features, made on first use (its searches do not use it)."""
+        if self._index is None:
+            self._index = _build_faiss(self.features, self.kind, self.params)
+        return self._index
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return len(self.features) if self._index is None else int(self._index.ntotal)
 
     @property
     def dim(self) -> int:
         """Feature dimension."""
-        return int(self.index.d)
+        return self.features.shape[1] if self._index is None else int(self._index.d)
 
     @property
     def features(self) -> np.ndarray:
@@ -253,7 +291,7 @@ class GalleryIndex:
         (:func:`amalib.metrics.rescore_candidates`).
 
         Args:
-            queries: ``(Q, D)`` query features (L2-normalised here).
+            queries: ``(Q, D)`` query features (L2-normalised here), or one query ``(D,)``.
             k: List length (at most the gallery size).
 
         Returns:
@@ -267,6 +305,9 @@ class GalleryIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         where = f" ({self.source})" if self.source else ""
+        queries = _numpy(queries)
+        if queries.ndim == 1:  # one query
+            queries = queries[None]
         try:
             raw = _checked(queries, "queries", self.dim)
         except GalleryIndexError as err:
@@ -283,12 +324,45 @@ class GalleryIndex:
         _, candidates = self.index.search(_normalised(raw, "queries"), min(k, len(self)))
         return rescore_candidates(raw, self.features, candidates)
 
+    @property
+    def n_classes(self) -> int:
+        """How many classes: the class names', else the largest label + 1 (0: unlabelled)."""
+        if self.class_names:
+            return len(self.class_names)
+        return 0 if self.labels is None or not len(self.labels) else int(self.labels.max()) + 1
+
+    def class_name(self, label: int | None) -> str | None:
+        """Name of class ``label`` (its id as text when the gallery has no names; None for
+        None): :func:`class_name` with this gallery's names."""
+        return class_name(self.class_names, label)
+
+    def label_of(self, query: int | str | None) -> int | None:
+        """A class id from an id (an ``int``, returned as it is) or a class name; None stays None.
+
+        Raises:
+            amalib.errors.InputError: a name that is not one of the gallery's classes (the
+                message lists them).
+        """
+        if query is None:
+            return None
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            return int(query)
+        names = self.class_names
+        if names and query in names:
+            return names.index(query)
+        from amalib.errors import InputError
+
+        n = self.n_classes
+        raise InputError(f"unknown class {query!r}"
+                         + (f"; the gallery's classes: {', '.join(names)}" if names else
+                            f" (the gallery has no class names; ids 0-{n - 1})" if n else
+                            " (the gallery has no class names)"))
+
     def label_name(self, i: int) -> str | None:
         """Class name (or id) of gallery item ``i``; ``None`` when unlabelled."""
         if self.labels is None or self.labels[i] < 0:
             return None
-        label = int(self.labels[i])
-        return self.class_names[label] if self.class_names else str(label)
+        return self.class_name(self.labels[i])
 
     def image_path(self, i: int) -> Path:
         """The file of gallery item ``i`` (``root / paths[i]``)."""
@@ -298,20 +372,21 @@ class GalleryIndex:
 
     def meta(self) -> dict:
         """The JSON metadata written to the file."""
-        import faiss
-
         import amalib
 
+        try:
+            import faiss
+        except ImportError:  # an exact gallery is saved without faiss
+            faiss = None
         return {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind,
                 "params": self.params, "metric": "inner product of L2-normalised features",
                 "n": len(self), "dim": self.dim, "root": self.root, "paths": self.paths,
                 "labelled": self.labels is not None, "class_names": self.class_names,
                 "provenance": self.provenance, "amalib": amalib.__version__,
-                "faiss": faiss.__version__}
+                "faiss": None if faiss is None else faiss.__version__}
 
     def save(self, path) -> Path:
         """Write the index to ``path`` (atomically: a temporary file renamed over it)."""
-        faiss = _faiss()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"meta": np.frombuffer(json.dumps(self.meta()).encode("utf-8"), np.uint8),
@@ -319,7 +394,7 @@ class GalleryIndex:
         if self.labels is not None:
             arrays["labels"] = self.labels
         if self.kind != "flat":
-            arrays["faiss"] = faiss.serialize_index(self.index)
+            arrays["faiss"] = _faiss().serialize_index(self.index)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             with tmp.open("wb") as fh:
@@ -403,7 +478,7 @@ class GalleryIndex:
             raise GalleryIndexError(f"{path} is damaged: {'; '.join(problems)}; rebuild it with "
                                     f"`{fix}`")
         if kind == "flat":
-            index = _build_faiss(features, kind, meta["params"])
+            index = None  # searched by its features, kept: no faiss copy of them
         else:
             index = _faiss().deserialize_index(parts["faiss"])
             if index.ntotal != n or index.d != dim:
@@ -411,7 +486,9 @@ class GalleryIndex:
                                         f"{index.ntotal} × {index.d}, expected {n} × {dim}; "
                                         f"rebuild it with `{fix}`")
             _apply_search_params(index, kind, meta["params"])
-        # The faiss index holds its own copy; ``features`` is read again from the file if asked.
+        # An approximate kind's faiss index holds its own copy of the features; they are read
+        # again from the file if asked.
         return cls(index, meta["paths"], root=meta["root"], labels=parts.get("labels"),
                    class_names=meta["class_names"], kind=kind, params=meta["params"],
-                   provenance=meta["provenance"], source=path)
+                   provenance=meta["provenance"], source=path,
+                   features=features if kind == "flat" else None)

@@ -8,14 +8,15 @@ evaluation transform of the run, embedded by the retrieval backbone (the teacher
 the L2-normalised CLS feature) and compared with precomputed gallery features by cosine
 similarity.
 
-The gallery is a plain ``(features, paths, labels)`` triple (:class:`PhotoGallery`), so it can
-come from :func:`amalib.retrieval.test_features` or from any on-disk index that returns the same
-three things.
+The gallery is a :class:`~amalib.retrieval.index.GalleryIndex`, amalib's one gallery type: built
+in memory from a ``(features, paths, labels)`` triple (e.g. of
+:func:`amalib.retrieval.test_features`) with ``GalleryIndex.build``, or read from an ``.amaidx``
+file; the search is its :meth:`~amalib.retrieval.index.GalleryIndex.search` (for the exact kind,
+:func:`amalib.metrics.top_k`'s lists and scores).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,101 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from amalib.metrics import top_k, unit_features
+from amalib.retrieval.index import GalleryIndex, class_name
 
 __all__ = [
-    "PhotoGallery",
     "SketchQueryResult",
-    "cosine_top_k",
     "encode_image",
     "query_image",
     "query_strokes",
     "sketch_query_settings",
 ]
-
-
-def cosine_top_k(query_features, gallery_features, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine scores of the ``k`` most similar gallery rows, for each query.
-
-    :func:`amalib.metrics.top_k` for one or more queries: the metrics' scores and tie order
-    (gallery index), the same on every machine.
-
-    Args:
-        query_features: ``(n_queries, dim)`` or ``(dim,)``; normalised here.
-        gallery_features: ``(n_gallery, dim)``; normalised here.
-        k: How many; at most the gallery size is returned.
-
-    Returns:
-        ``(indices, scores)``, both ``(n_queries, min(k, n_gallery))``: int64 and float32 numpy
-        arrays, best first.
-    """
-    q = torch.as_tensor(query_features)
-    q = q.reshape(1, -1) if q.ndim == 1 else q
-    g = torch.as_tensor(gallery_features)
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"query features have {q.shape[1]} dimensions, the gallery's "
-                         f"{g.shape[1]}: were they made by the same backbone?")
-    return top_k(q, g, k)
-
-
-@dataclass(frozen=True)
-class PhotoGallery:
-    """A photo gallery to search: features, the files they came from and their classes.
-
-    Build it with :meth:`build`, which checks the three agree and normalises the features once.
-
-    Attributes:
-        features: ``(N, D)`` float32, L2-normalised, on the CPU.
-        paths: ``N`` image files (``str`` or :class:`~pathlib.Path`).
-        labels: ``(N,)`` int64 class ids, or None for an unlabelled gallery.
-        class_names: Names by class id, or None.
-    """
-
-    features: torch.Tensor
-    paths: tuple
-    labels: np.ndarray | None = None
-    class_names: tuple[str, ...] | None = None
-
-    @classmethod
-    def build(cls, features, paths: Sequence, labels=None,
-              class_names: Sequence[str] | None = None) -> PhotoGallery:
-        """Check and normalise a ``(features, paths, labels)`` triple.
-
-        Raises:
-            ValueError: lengths differ, features are not 2-D, or the gallery is empty.
-        """
-        f = torch.as_tensor(features).detach().float().cpu()
-        if f.ndim != 2 or len(f) == 0:
-            raise ValueError(f"gallery features must be a non-empty (N, D) array, got shape "
-                             f"{tuple(f.shape)}")
-        if len(paths) != len(f):
-            raise ValueError(f"{len(paths)} paths for {len(f)} gallery features")
-        y = None
-        if labels is not None:
-            y = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1)
-            if len(y) != len(f):
-                raise ValueError(f"{len(y)} labels for {len(f)} gallery features")
-        names = tuple(str(n) for n in class_names) if class_names is not None else None
-        return cls(unit_features(f), tuple(paths), y, names)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def search(self, query_features, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`cosine_top_k` of the queries against this gallery."""
-        return cosine_top_k(query_features, self.features, k)
-
-    def label_of(self, query_label: int | str | None) -> int | None:
-        """A class id from an id or a class name (None stays None)."""
-        if query_label is None or isinstance(query_label, (int, np.integer)):
-            return None if query_label is None else int(query_label)
-        if self.class_names is None or query_label not in self.class_names:
-            from amalib.errors import InputError
-
-            raise InputError(f"unknown class {query_label!r}"
-                             + (f"; the gallery's classes: {', '.join(self.class_names)}"
-                                if self.class_names else " (the gallery has no class names)"))
-        return self.class_names.index(query_label)
 
 
 @dataclass(frozen=True)
@@ -144,16 +59,32 @@ class SketchQueryResult:
     hits: np.ndarray | None
     class_names: tuple[str, ...] | None = None
 
+    @classmethod
+    def of_search(cls, image, gallery: GalleryIndex, indices, scores,
+                  query_label: int | None) -> SketchQueryResult:
+        """The result of one query's row of ``gallery.search``: its photos, their classes and
+        hits (missing places of an approximate search, index ``-1``, left out).
+
+        Args:
+            query_label: Class id of the sketch (:meth:`GalleryIndex.label_of`), or None.
+        """
+        found = np.asarray(indices) >= 0
+        indices, scores = np.asarray(indices)[found], np.asarray(scores)[found]
+        labels = gallery.labels[indices] if gallery.labels is not None else None
+        hits = labels == query_label if labels is not None and query_label is not None else None
+        # Paths as given when the gallery has no root (the sketch pad's), else root / path.
+        paths = tuple(gallery.paths[i] if gallery.root is None else gallery.image_path(i)
+                      for i in indices)
+        names = None if gallery.class_names is None else tuple(gallery.class_names)
+        return cls(image, indices, scores, paths, labels, query_label, hits, names)
+
     def __len__(self) -> int:
         return len(self.indices)
 
     def class_name(self, label: int | None) -> str:
         """Name of class ``label`` when names are known, else its id (empty for None)."""
-        if label is None:
-            return ""
-        if self.class_names is not None and 0 <= int(label) < len(self.class_names):
-            return self.class_names[int(label)]
-        return str(int(label))
+        name = class_name(self.class_names, label)
+        return "" if name is None else name
 
     def describe(self) -> str:
         """One line per photo: rank, file name, class, cosine, hit/miss; then the hit count.
@@ -191,14 +122,16 @@ def encode_image(model: nn.Module, image, transform) -> torch.Tensor:
         model.train(was_training)
 
 
-def query_image(model: nn.Module, image, gallery: PhotoGallery, *, transform, k: int = 8,
+def query_image(model: nn.Module, image, gallery: GalleryIndex, *, transform, k: int = 8,
                 query_label: int | str | None = None) -> SketchQueryResult:
     """Top-k photos of ``gallery`` for one sketch image.
 
     Args:
         model: Retrieval backbone, ``(1, 3, H, W) → (1, D)`` (the trained teacher).
         image: PIL sketch image.
-        gallery: Features, paths, labels (see :class:`PhotoGallery`).
+        gallery: The photos (:class:`~amalib.retrieval.index.GalleryIndex`; for a
+            ``(features, paths, labels)`` triple: ``GalleryIndex.build(features, paths,
+            labels=labels, class_names=...)``).
         transform: The run's evaluation transform (:func:`sketch_query_settings`).
         k: Photos to return.
         query_label: Class id or name of the sketch, to mark hits; None: not known.
@@ -210,14 +143,10 @@ def query_image(model: nn.Module, image, gallery: PhotoGallery, *, transform, k:
     label = gallery.label_of(query_label)
     feature = encode_image(model, image, transform)
     indices, scores = gallery.search(feature, k)
-    indices, scores = indices[0], scores[0]
-    labels = gallery.labels[indices] if gallery.labels is not None else None
-    hits = labels == label if labels is not None and label is not None else None
-    return SketchQueryResult(image, indices, scores, tuple(gallery.paths[i] for i in indices),
-                             labels, label, hits, gallery.class_names)
+    return SketchQueryResult.of_search(image, gallery, indices[0], scores[0], label)
 
 
-def query_strokes(model: nn.Module, strokes, gallery: PhotoGallery, *, transform, k: int = 8,
+def query_strokes(model: nn.Module, strokes, gallery: GalleryIndex, *, transform, k: int = 8,
                   query_label: int | str | None = None, image_size: int = 64,
                   canvas_size: int | tuple[int, int] | None = None, fit: bool = True,
                   **render_kwargs) -> SketchQueryResult:

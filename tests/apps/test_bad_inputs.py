@@ -426,11 +426,12 @@ def test_a_full_disk_is_one_line_with_status_1(capsys, monkeypatch):
 def _pad(files):
     """The sketch pad's pieces: the checkpoint's backbone, its transform, a small gallery."""
     from amalib.retrieval.evaluate import load_trained_backbone
-    from amalib.retrieval.sketch_query import PhotoGallery, sketch_query_settings
+    from amalib.retrieval.index import GalleryIndex
+    from amalib.retrieval.sketch_query import sketch_query_settings
 
     backbone, cfg = load_trained_backbone(files["ckpt"])
-    gallery = PhotoGallery.build(torch.randn(4, backbone.num_features), ["a", "b", "c", "d"],
-                                 [0, 0, 1, 1], ["cat", "dog"])
+    gallery = GalleryIndex.build(torch.randn(4, backbone.num_features), ["a", "b", "c", "d"],
+                                 labels=[0, 0, 1, 1], class_names=["cat", "dog"])
     return backbone, sketch_query_settings(cfg)["transform"], gallery
 
 

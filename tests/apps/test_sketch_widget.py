@@ -23,7 +23,8 @@ from amalib.apps.sketch_widget import (
 )
 from amalib.data.strokes import example_strokes, load_strokes
 from amalib.data.transforms import eval_transform
-from amalib.retrieval.sketch_query import PhotoGallery, encode_image, query_strokes
+from amalib.retrieval.index import GalleryIndex
+from amalib.retrieval.sketch_query import encode_image, query_strokes
 
 CLASSES = ["ellipse_hole", "bar_wheels"]
 
@@ -81,8 +82,8 @@ def test_static_example_with_own_strokes_and_unknown_class(setup):
     out = static_example(setup["model"], setup["features"], setup["paths"], setup["labels"],
                          strokes=strokes, **common(setup))
     assert out.result.hits is None and out.strokes is strokes
-    expected = query_strokes(setup["model"], strokes, PhotoGallery.build(
-        setup["features"], setup["paths"], setup["labels"]), transform=setup["tf"], k=4,
+    expected = query_strokes(setup["model"], strokes, GalleryIndex.build(
+        setup["features"], setup["paths"], labels=setup["labels"]), transform=setup["tf"], k=4,
         image_size=32, canvas_size=256)
     np.testing.assert_array_equal(out.result.indices, expected.indices)
 
@@ -101,7 +102,8 @@ def test_settings_from_the_model_input_size(setup):
 
 
 def test_plot_sketch_query_frames_hits_and_misses(setup):
-    gallery = PhotoGallery.build(setup["features"], setup["paths"], setup["labels"], CLASSES)
+    gallery = GalleryIndex.build(setup["features"], setup["paths"], labels=setup["labels"],
+                                 class_names=CLASSES)
     strokes = example_strokes("ellipse_hole")
     result = query_strokes(setup["model"], strokes, gallery, transform=setup["tf"], k=4,
                            image_size=32, canvas_size=256, query_label=0)
@@ -118,8 +120,8 @@ def test_plot_sketch_query_frames_hits_and_misses(setup):
 
 
 def test_results_html_tiles(setup):
-    gallery = PhotoGallery.build(setup["features"], setup["paths"], setup["labels"],
-                                 ["<b>ellipse</b>", "bar"])
+    gallery = GalleryIndex.build(setup["features"], setup["paths"], labels=setup["labels"],
+                                 class_names=["<b>ellipse</b>", "bar"])
     result = query_strokes(setup["model"], example_strokes("bar_wheels"), gallery,
                            transform=setup["tf"], k=4, image_size=32, canvas_size=256,
                            query_label=1)
