@@ -380,9 +380,9 @@ def eval_sets(config: dict) -> dict:
         ``sketch_train``/``photo_train`` (seen classes, training-list order) with the cluster
         transform.
     """
+    from amalib.config import eval_transform_from_config
     from amalib.data.benchmarks import resolve_benchmark
     from amalib.data.datasets import build_eval_sets
-    from amalib.data.transforms import eval_transform
 
     dcfg = config["data"]
     root = Path(dcfg["root"])
@@ -391,12 +391,9 @@ def eval_sets(config: dict) -> dict:
 
         ensure_mini_benchmark(root, **dcfg["generate"])
     spec = resolve_benchmark(root, str(config["benchmark"]))
-    interpolation = dcfg.get("resize_interpolation", "bicubic")  # absent from older configs
     return build_eval_sets(
-        root, spec,
-        eval_transform(dcfg["eval_resize"], dcfg["eval_crop"], interpolation=interpolation),
-        train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
-                                       interpolation=interpolation),
+        root, spec, eval_transform_from_config(config, "eval"),
+        train_transform=eval_transform_from_config(config, "cluster"),
     )
 
 
@@ -419,10 +416,10 @@ def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
     if path is None:
         torch.manual_seed(seed)
         backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                              img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
+                              img_size=mcfg["img_size"], stem=mcfg["stem"])
     else:
         backbone = load_dino_backbone(path, arch=mcfg["arch"], patch_size=mcfg["patch_size"],
-                                      stem=mcfg.get("stem", "patch"))
+                                      stem=mcfg["stem"])
     return backbone.to(device).eval()
 
 
