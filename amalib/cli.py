@@ -286,7 +286,7 @@ def _cmd_train(args, mode: str = "ama") -> int:
     cfg = load_config(args.config, args.overrides)
     if mode == "pretrain":
         _output_file(args.export, "--export")
-    objective = cfg.get("pretrain", {}).get("objective", "dino")
+    objective = cfg["pretrain"]["objective"]
     if mode == "pretrain" and objective not in ("dino", "supervised"):
         raise ConfigError(f"pretrain.objective must be 'dino' or 'supervised', got {objective!r}")
     if mode == "pretrain" and objective == "supervised":
@@ -326,9 +326,8 @@ def _pretrain_command(args) -> list[str]:
 
 
 def _cmd_eval(args) -> int:
-    from amalib.config import ConfigError, apply_overrides
+    from amalib.config import ConfigError, apply_overrides, eval_transform_from_config
     from amalib.data.datasets import build_eval_sets
-    from amalib.data.transforms import eval_transform
     from amalib.distributed import init_distributed
     from amalib.retrieval.evaluate import evaluate_protocol, load_trained_backbone
 
@@ -343,9 +342,7 @@ def _cmd_eval(args) -> int:
     device = init_distributed(args.device).device
     dcfg = cfg["data"]
     spec = _spec(dcfg["root"], cfg["benchmark"])
-    sets = build_eval_sets(dcfg["root"], spec, eval_transform(
-        dcfg["eval_resize"], dcfg["eval_crop"],
-        interpolation=dcfg.get("resize_interpolation", "bicubic")))  # older run configs: bicubic
+    sets = build_eval_sets(dcfg["root"], spec, eval_transform_from_config(cfg))
     # A named convention sets its own AP; the config's AP applies only without one.
     ap = args.ap or (None if args.convention else cfg["eval"]["ap"])
     result = evaluate_protocol(backbone.to(device), sets, args.protocol, ap=ap,

@@ -282,7 +282,7 @@ def describe_starting_backbone(cfg: dict, trainer, *, features=None) -> dict:
     state = torch.random.get_rng_state()
     torch.manual_seed(0)
     random_init = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                             img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
+                             img_size=mcfg["img_size"], stem=mcfg["stem"])
     torch.random.set_rng_state(state)
     out["random_init"] = backbone_report(random_init, trainer.eval_sets, **kw)
     return out

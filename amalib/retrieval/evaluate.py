@@ -222,14 +222,18 @@ def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> 
             checkpoint's own config (the message names the file and what fits it).
     """
     from amalib.checkpoint_io import load_checkpoint
+    from amalib.config import upgrade
     from amalib.errors import CheckpointError
     from amalib.models import create_vit
 
     state = load_checkpoint(checkpoint, expect=("ama", "pretrain"))
-    cfg = state["config"]["model"]
+    # The stored config as today's code reads it: keys added since it was written get the
+    # defaults that reproduce the run (amalib.config.upgrade).
+    config = upgrade(state["config"])
+    cfg = config["model"]
     try:
         backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
-                              stem=cfg.get("stem", "patch"))
+                              stem=cfg["stem"])
         prefix = "backbone."
         weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
         backbone.load_state_dict(weights, strict=True)
@@ -239,5 +243,5 @@ def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> 
             f"{checkpoint}: its {which} weights do not fit the model its own config describes "
             f"({cfg.get('arch')}/{cfg.get('patch_size')}: {detail}); the file was changed after "
             "`amalib train` wrote it: use the checkpoint as written") from None
-    return backbone.eval(), state["config"]
+    return backbone.eval(), config
 

@@ -149,7 +149,7 @@ def build_gallery_index(checkpoint, gallery: str | None = None, *, kind: str = "
     Returns:
         The :class:`~amalib.retrieval.index.GalleryIndex` (in memory; ``.save(path)`` writes it).
     """
-    from amalib.config import apply_overrides
+    from amalib.config import apply_overrides, eval_transform_from_config, eval_transform_spec
     from amalib.data.datasets import LabelledImages
     from amalib.retrieval.evaluate import load_trained_backbone
     from amalib.retrieval.features import extract_features
@@ -158,9 +158,8 @@ def build_gallery_index(checkpoint, gallery: str | None = None, *, kind: str = "
     backbone, config = load_trained_backbone(checkpoint)
     config = apply_overrides(config, list(overrides))
     dcfg = config["data"]
-    transform_spec = {"resize": dcfg["eval_resize"], "crop": dcfg["eval_crop"],
-                      "interpolation": dcfg.get("resize_interpolation", "bicubic")}
-    transform = _transform(transform_spec)
+    transform_spec = eval_transform_spec(config)  # what the index records as its transform
+    transform = eval_transform_from_config(config)
     gallery = gallery or f"{config['benchmark']}:test"
     source = parse_gallery(gallery)
     if isinstance(source, Path):

@@ -180,10 +180,9 @@ def sketch_query_settings(config: dict) -> dict:
         the config's test transform (``data.eval_resize``, ``data.eval_crop``,
         ``data.resize_interpolation``).
     """
-    from amalib.data.transforms import eval_transform
+    from amalib.config import eval_transform_from_config
 
     dcfg = config["data"]
     image_size = int((dcfg.get("generate") or {}).get("image_size", 256))
-    transform = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"],
-                               interpolation=dcfg.get("resize_interpolation", "bicubic"))
+    transform = eval_transform_from_config(config)
     return {"image_size": image_size, "transform": transform}

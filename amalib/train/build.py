@@ -13,22 +13,20 @@ from pathlib import Path
 
 from torch import nn
 
-from amalib.config import ConfigError
+from amalib.config import eval_transform_from_config
 
 __all__ = ["build_eval_datasets", "starting_backbone"]
 
 
-def build_eval_datasets(dcfg: dict, root: str | Path, spec) -> dict:
-    """The evaluation datasets of a config's ``data`` section, for a benchmark already on disk.
+def build_eval_datasets(cfg: dict, root: str | Path, spec) -> dict:
+    """The evaluation datasets of a config, for a benchmark already on disk.
 
-    One set of datasets: the test splits with the evaluation transform (``data.eval_resize``,
-    ``data.eval_crop``), the training splits (for clustering) with the cluster transform
-    (``data.cluster_resize``, ``data.cluster_crop``). Both resize with
-    ``data.resize_interpolation``: bicubic (amalib) or bilinear (torchvision's default, the
-    release's); run configs written before the key existed resized bicubically.
+    One set of datasets: the test splits with the evaluation transform, the training splits
+    (for clustering) with the cluster transform (:func:`amalib.config.eval_transform_from_config`:
+    ``data.eval_*`` / ``data.cluster_*`` sizes, ``data.resize_interpolation``).
 
     Args:
-        dcfg: The config's ``data`` section.
+        cfg: The (upgraded) config.
         root: The benchmark's data root (generated already when the config generates it).
         spec: Its :class:`~amalib.data.benchmarks.BenchmarkSpec` (``resolve_benchmark``).
 
@@ -36,23 +34,11 @@ def build_eval_datasets(dcfg: dict, root: str | Path, spec) -> dict:
         :func:`amalib.data.datasets.build_eval_sets`: ``sketch_test``/``photo_test`` (labelled,
         unseen classes) and ``sketch_train``/``photo_train`` (seen classes, training-list
         order), among others.
-
-    Raises:
-        ConfigError: ``data.resize_interpolation`` names no interpolation.
     """
     from amalib.data.datasets import build_eval_sets
-    from amalib.data.transforms import eval_transform
 
-    interpolation = dcfg.get("resize_interpolation", "bicubic")  # absent from older configs
-    try:
-        test_tf = eval_transform(dcfg["eval_resize"], dcfg["eval_crop"], interpolation=interpolation)
-    except ValueError as err:
-        raise ConfigError(f"data.resize_interpolation: {err}") from err
-    return build_eval_sets(
-        root, spec, test_tf,
-        train_transform=eval_transform(dcfg["cluster_resize"], dcfg["cluster_crop"],
-                                       interpolation=interpolation),
-    )
+    return build_eval_sets(root, spec, eval_transform_from_config(cfg, "eval"),
+                           train_transform=eval_transform_from_config(cfg, "cluster"))
 
 
 def starting_backbone(mcfg: dict, pretrained: str | None, *, seed: int = 0) -> nn.Module:
@@ -75,6 +61,6 @@ def starting_backbone(mcfg: dict, pretrained: str | None, *, seed: int = 0) -> n
     if pretrained is None:
         torch.manual_seed(seed)
         return create_vit(mcfg["arch"], patch_size=mcfg["patch_size"],
-                          img_size=mcfg["img_size"], stem=mcfg.get("stem", "patch"))
+                          img_size=mcfg["img_size"], stem=mcfg["stem"])
     return load_dino_backbone(pretrained, arch=mcfg["arch"], patch_size=mcfg["patch_size"],
-                              stem=mcfg.get("stem", "patch"))
+                              stem=mcfg["stem"])

@@ -47,16 +47,18 @@ from typing import Any
 
 import torch
 
+from amalib.config import CC_RAMPS, ScheduleConfig
+
 __all__ = ["CC_RAMPS", "ObjectiveSchedule", "TERMS"]
 
 #: Keys of :meth:`ObjectiveSchedule.weights`, in table order.
 TERMS = ("sd_sketch", "sd_photo", "cc", "ma", "sg")
-#: Readings of the CC ramp (``loss.schedule.cc_ramp_reading``); see the module docstring.
-CC_RAMPS = ("linear", "release_line")
+# CC_RAMPS: the readings of the CC ramp (``loss.schedule.cc_ramp_reading``, defined with the
+# config section); see the module docstring.
 
 
 @dataclass(frozen=True)
-class ObjectiveSchedule:
+class ObjectiveSchedule(ScheduleConfig):
     """Per-epoch weights of AMA's loss terms.
 
     Args:
@@ -76,53 +78,9 @@ class ObjectiveSchedule:
             until ``sg_start_epoch``, then ``cc_weight``); see the module docstring.
     """
 
-    sd_sketch_weight: float = 2.0
-    sd_photo_weight: float = 1.0
-    cc_weight: float = 0.5
-    cc_start_epoch: int = 20
-    cc_ramp_end_epoch: int = 100
-    ma_weight: float = 0.1
-    ma_start_epoch: int = 40
-    sg_weight: float = 0.02
-    sg_start_epoch: int = 40
-    use_sd: bool = True
-    use_cc: bool = True
-    use_ma: bool = True
-    use_sg: bool = True
-    cc_ramp_reading: str = "linear"
-
-    def __post_init__(self) -> None:
-        for name in ("sd_sketch_weight", "sd_photo_weight", "cc_weight", "ma_weight", "sg_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("cc_start_epoch", "cc_ramp_end_epoch", "ma_start_epoch", "sg_start_epoch"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.cc_ramp_reading not in CC_RAMPS:
-            raise ValueError(
-                f"cc_ramp_reading must be one of {CC_RAMPS}, got {self.cc_ramp_reading!r}"
-            )
-        if self.cc_ramp_end_epoch < self.cc_start_epoch:
-            raise ValueError(
-                f"cc_ramp_end_epoch ({self.cc_ramp_end_epoch}) must be >= cc_start_epoch "
-                f"({self.cc_start_epoch})"
-            )
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> ObjectiveSchedule:
-        """Build from a config dict whose keys are the constructor's arguments.
-
-        Raises:
-            ValueError: on an unknown key, listing the valid ones.
-        """
-        config = dict(config or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(config) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown objective key(s) {unknown}; valid keys are: {', '.join(valid)}"
-            )
-        return cls(**config)
+    # The fields, their defaults and their checks are the config section's
+    # (amalib.config.ScheduleConfig, which amalib.config.validate builds); ``from_config``
+    # builds an ObjectiveSchedule from a ``loss.schedule`` dict, refusing unknown keys.
 
     def to_config(self) -> dict[str, Any]:
         """The constructor arguments as a plain dict (round-trips through :meth:`from_config`)."""

@@ -200,12 +200,13 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     disjoint from the seen and unseen classes). Writes ``<run_dir>/config.yaml`` and
     ``<run_dir>/checkpoint.pth``; returns the checkpoint's path.
     """
-    from amalib.config import ConfigError, save_config
+    from amalib.config import ConfigError, save_config, upgrade
     from amalib.data.benchmarks import read_file_list, resolve_benchmark
     from amalib.data.datasets import LabelledImages
     from amalib.data.transforms import supervised_transform
     from amalib.models import create_vit
 
+    config = upgrade(config)  # keys added since the config was written: their defaults
     pcfg, dcfg, mcfg = config["pretrain"], config["data"], config["model"]
     missing = [k for k in SUPERVISED_KEYS if k not in pcfg]
     if missing:
@@ -231,7 +232,8 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
         def fixed(p):  # the settings a resumed run may not change (steps may grow)
             return {k: v for k, v in p.items() if k not in ("steps", "checkpoint_every")}
 
-        if state["config"]["model"] != mcfg or fixed(state["config"]["pretrain"]) != fixed(pcfg):
+        old = upgrade(state["config"])  # the stored config as today's code reads it
+        if old["model"] != mcfg or fixed(old["pretrain"]) != fixed(pcfg):
             raise ConfigError(f"{resume} was written with other model/pretrain settings than "
                               "this run's; resume with the config it was written with (only "
                               "pretrain.steps and pretrain.checkpoint_every may change)")
@@ -242,9 +244,9 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
     seed = int(config["train"]["seed"])
     seed_everything(seed)
     backbone = create_vit(mcfg["arch"], patch_size=mcfg["patch_size"], img_size=mcfg["img_size"],
-                          stem=mcfg.get("stem", "patch"))
+                          stem=mcfg["stem"])
     log(f"supervised pretraining of {mcfg['arch']}/{mcfg['patch_size']} "
-        f"(stem {mcfg.get('stem', 'patch')}) on {len(pool)} photos of {n_classes} pool classes "
+        f"(stem {mcfg['stem']}) on {len(pool)} photos of {n_classes} pool classes "
         f"({pool_list}): {pcfg['steps']} steps of {pcfg['batch_size']}, AdamW lr {pcfg['lr']}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     provenance = {
@@ -255,7 +257,7 @@ def pretrain_supervised(config: dict, run_dir: str | Path, *, device: str | None
         "pool_images": len(pool),
         "steps": int(pcfg["steps"]),
         "batch_size": int(pcfg["batch_size"]),
-        "arch": f"{mcfg['arch']}/{mcfg['patch_size']}, stem {mcfg.get('stem', 'patch')}",
+        "arch": f"{mcfg['arch']}/{mcfg['patch_size']}, stem {mcfg['stem']}",
     }
     train_supervised(
         backbone, [pool], n_classes, steps=int(pcfg["steps"]),

@@ -30,8 +30,7 @@ from torch.utils.data import DataLoader
 
 from amalib import distributed as du
 from amalib.checkpoint_io import load_checkpoint, save_checkpoint
-from amalib.config import ConfigError, save_config
-from amalib.losses.mutual_alignment import MA_CROPS
+from amalib.config import ConfigError, save_config, upgrade, validate
 from amalib.models.student_teacher import ema_update
 from amalib.retrieval.features import FeatureSet, extract_features
 from amalib.train.build import build_eval_datasets, starting_backbone
@@ -44,6 +43,7 @@ __all__ = ["Trainer", "read_resume_checkpoint",
            "resolve_pretrained", "train"]
 
 DOMAINS = ("sketch", "photo")
+#: ``train.amp`` (amalib.config.AMP_MODES) -> autocast dtype.
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "false": None}
 
 
@@ -161,10 +161,12 @@ def read_resume_checkpoint(path, config: dict, mode: str = "ama", *, map_locatio
     """
     expect = "ama" if mode == "ama" else "pretrain"
     state = load_checkpoint(path, map_location=map_location, expect=expect)
-    old = state["config"]
+    # The stored config as today's code reads it (keys added since it was written get the
+    # defaults that reproduce it; amalib.config.upgrade), and the same for ``config``.
+    old = state["config"] = upgrade(state["config"])
+    config = upgrade(config)
     differs = [f"model.{k}" for k in _SHAPE_KEYS
-               if old.get("model", {}).get(k, "patch" if k == "stem" else None)
-               != config["model"].get(k, "patch" if k == "stem" else None)]
+               if old.get("model", {}).get(k) != config["model"].get(k)]
     if old.get("benchmark") != config.get("benchmark"):
         differs.append("benchmark")
     if str(old.get("train", {}).get("optimizer")).lower() != \
@@ -225,7 +227,10 @@ class Trainer:
     ) -> None:
         if mode not in ("ama", "pretrain"):
             raise ValueError(f"mode must be 'ama' or 'pretrain', got {mode!r}")
-        self.cfg = config
+        # Keys added since the config was written get the defaults that reproduce such a run;
+        # then every setting is checked once, before anything is built (amalib.config).
+        self.cfg = config = upgrade(config)
+        validate(config, mode=mode)
         self.mode = mode
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -234,13 +239,9 @@ class Trainer:
         self._log = log
         self.domains = ("photo",) if mode == "pretrain" else DOMAINS
         tcfg = config["train"]
-        self.amp_dtype = _AMP_DTYPES.get(str(tcfg.get("amp")).lower(), "invalid")
-        if self.amp_dtype == "invalid":
-            raise ConfigError(f"train.amp must be one of {sorted(_AMP_DTYPES)}, got {tcfg['amp']!r}")
+        self.amp_dtype = _AMP_DTYPES[str(tcfg.get("amp")).lower()]  # no key: float32
         self.use_amp = self.amp_dtype is not None and self.device.type == "cuda"
         seed = tcfg["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise ConfigError(f"train.seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
         # A checkpoint to resume is read and checked against the config before anything is built.
         resume_state = None if resume is None else read_resume_checkpoint(
             resume, config, mode, map_location=self.device)
@@ -267,36 +268,19 @@ class Trainer:
         sched = dict(self.cfg["loss"]["schedule"])
         if self.mode == "pretrain":
             sched.update(sd_sketch_weight=0.0, use_cc=False, use_ma=False, use_sg=False)
-        try:
-            return ObjectiveSchedule.from_config(sched)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"loss.schedule: {err}") from err
+        return ObjectiveSchedule.from_config(sched)  # checked by amalib.config.validate
 
     def _setup_data(self) -> None:
-        from amalib.data.benchmarks import get_benchmark, resolve_benchmark
+        from amalib.data.benchmarks import resolve_benchmark
         from amalib.data.datasets import build_pretrain_set, build_training_sets
         from amalib.data.transforms import MultiCropTransform
 
-        dcfg = self.cfg["data"]
-        try:
-            get_benchmark(str(self.cfg["benchmark"]))
-        except KeyError as err:
-            raise ConfigError(err.args[0]) from err
-        if dcfg.get("root") is None:
-            raise ConfigError(
-                "data.root is not set: pass --set data.root=/path/to/datasets (the folder that "
-                "holds the benchmark's list files)"
-            )
+        dcfg = self.cfg["data"]  # benchmark, root and crops checked by amalib.config.validate
         root = ensure_generated_data(dcfg)
         self.root = root
         self.spec = resolve_benchmark(root, str(self.cfg["benchmark"]))
         crops = {d: dict(dcfg[f"{d}_crops"]) for d in DOMAINS}
-        transforms = {}
-        for d in DOMAINS:
-            try:
-                transforms[d] = MultiCropTransform(domain=d, **crops[d])
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"data.{d}_crops: {err}") from None
+        transforms = {d: MultiCropTransform(domain=d, **crops[d]) for d in DOMAINS}
         self.n_global = crops["photo"]["n_global"]
         if self.mode == "pretrain":
             self.train_sets = {"photo": build_pretrain_set(root, self.spec, transforms["photo"])}
@@ -305,10 +289,10 @@ class Trainer:
                 root, self.spec, transforms["sketch"], transforms["photo"]
             )
             self.train_sets = {"sketch": sketch_ds, "photo": photo_ds}
-        self.eval_sets = build_eval_datasets(dcfg, root, self.spec)
+        self.eval_sets = build_eval_datasets(self.cfg, root, self.spec)
         batch = int(dcfg["batch_size"])
         per_epoch = max(len(ds) // (batch * self.dist.world_size) for ds in self.train_sets.values())
-        cap = self.cfg["train"].get("max_steps_per_epoch")
+        cap = self.cfg["train"]["max_steps_per_epoch"]
         self.steps_per_epoch = min(per_epoch, int(cap)) if cap else per_epoch
         if self.steps_per_epoch < 1:
             raise ConfigError(
@@ -319,20 +303,11 @@ class Trainer:
     def _setup_models(self) -> None:
         from amalib.models import load_dino_weights
 
-        mcfg = self.cfg["model"]
-        stem = mcfg.get("stem", "patch")  # run configs written before the key existed
+        mcfg = self.cfg["model"]  # arch and the switches checked by amalib.config.validate
+        stem = mcfg["stem"]
         # How 96 px local crops resample the position embedding: timm's antialiased bicubic
-        # (amalib) or DINO's interpolate_pos_encoding (the release); older run configs: timm.
-        pos_interp = mcfg.get("pos_embed_interpolation", "timm")
-        if pos_interp not in ("timm", "dino"):
-            raise ConfigError("model.pos_embed_interpolation must be 'timm' or 'dino', got "
-                              f"{pos_interp!r}")
-        from amalib.models.vit import VIT_PRESETS
-
-        if mcfg["arch"] not in VIT_PRESETS:
-            raise ConfigError(f"model.arch: unknown ViT architecture {mcfg['arch']!r}; choose one "
-                              f"of {', '.join(sorted(VIT_PRESETS))} (e.g. --set "
-                              "model.arch=vit_small)")
+        # (amalib) or DINO's interpolate_pos_encoding (the release).
+        pos_interp = mcfg["pos_embed_interpolation"]
         try:
             student, teacher = _build_networks(mcfg, stem, pos_interp)
         except ValueError as err:
@@ -341,20 +316,11 @@ class Trainer:
         self.pretrained = resolve_pretrained(mcfg.get("pretrained"))
         # Which entry of a full DINO checkpoint the student starts from: "teacher" (amalib: both
         # networks from the file's teacher) or "student" (the release: student from `student`,
-        # teacher from `teacher`). Files with one backbone load it into both either way. Run
-        # configs written before the key existed loaded the teacher into both.
-        init_student_from = mcfg.get("init_student_from", "teacher")
-        if init_student_from not in ("teacher", "student"):
-            raise ConfigError("model.init_student_from must be 'teacher' or 'student', got "
-                              f"{init_student_from!r}")
+        # teacher from `teacher`). Files with one backbone load it into both either way.
+        init_student_from = mcfg["init_student_from"]
         if self.pretrained is None:
             self.log("model.pretrained is 'none': the backbone starts from RANDOM weights.")
-        elif self.pretrained.startswith("hub:"):
-            if stem != "patch":
-                raise ConfigError(
-                    f"model.pretrained={self.pretrained!r} holds a patch-projection ViT, but "
-                    f"model.stem is {stem!r}; set model.stem=patch or pretrain your own"
-                )
+        elif self.pretrained.startswith("hub:"):  # a patch-projection ViT: model.stem is patch
             try:
                 backbone = starting_backbone(mcfg, self.pretrained)
             except ValueError as err:
@@ -383,11 +349,10 @@ class Trainer:
             self.student_ddp = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        if self.cfg["train"].get("compile"):
+        if self.cfg["train"]["compile"]:
             self.student_ddp = torch.compile(self.student_ddp)
 
     def _setup_optimisation(self) -> None:
-        from amalib.clustering import CLUSTER_SPACES
         from amalib.losses.cluster_contrast import ClusterContrastLoss
         from amalib.losses.dino import DINOLoss
         from amalib.losses.mutual_alignment import MutualAlignmentLoss
@@ -399,11 +364,8 @@ class Trainer:
         self.epochs = epochs
         dcfg = dict(lcfg["dino"])
         # One DINO centre per domain (amalib) or one shared by both (the release: one DINOLoss,
-        # called on the sketches and then on the photos, each call updating the centre). Run
-        # configs written before the key existed had one centre per domain.
-        center = dcfg.pop("center", "per_domain")
-        if center not in ("per_domain", "shared"):
-            raise ConfigError(f"loss.dino.center must be 'per_domain' or 'shared', got {center!r}")
+        # called on the sketches and then on the photos, each call updating the centre).
+        center = dcfg.pop("center")
 
         def dino_loss() -> DINOLoss:
             return DINOLoss(self.cfg["model"]["out_dim"], n_epochs=max(epochs, 1),
@@ -415,23 +377,14 @@ class Trainer:
             d: shared if shared is not None else dino_loss() for d in self.domains
         }).to(self.device)
         ccfg = lcfg["cluster"]
-        # Run configs written before the key existed clustered normalised features.
-        self.cluster_space = ccfg.get("space", "normalised_spherical")
-        if self.cluster_space not in CLUSTER_SPACES:
-            raise ConfigError(f"loss.cluster.space must be one of {CLUSTER_SPACES}, got "
-                              f"{self.cluster_space!r}")
+        self.cluster_space = ccfg["space"]
         self.cc_loss = ClusterContrastLoss(
             temperature=ccfg["temperature"],
             prototype_temperature=ccfg["prototype_temperature"],
             confidence_threshold=ccfg["confidence_threshold"],
         )
         macfg = dict(lcfg["mutual_alignment"])
-        # Which student rows L_MA uses; run configs written before the key existed used the first
-        # global crop only.
-        self.ma_crops = macfg.pop("crops", "first_global")
-        if self.ma_crops not in MA_CROPS:
-            raise ConfigError(f"loss.mutual_alignment.crops must be one of {MA_CROPS}, "
-                              f"got {self.ma_crops!r}")
+        self.ma_crops = macfg.pop("crops")  # which student rows L_MA uses
         self.ma_loss = MutualAlignmentLoss(**macfg)
         self.sg_loss = SimilarityGuidanceLoss(**lcfg["similarity_guidance"])
         # What amalib.train.step.ama_losses needs: the loss modules above and their schedule.
@@ -441,24 +394,15 @@ class Trainer:
         global_batch = self.cfg["data"]["batch_size"] * self.dist.world_size
         lr = tcfg["lr"] * global_batch / 32
         kind = tcfg["optimizer"].lower()
-        # Run configs written before these keys existed used amalib's choices.
-        exempt = tcfg.get("weight_decay_exempt", "biases_and_norms")
-        if exempt not in ("biases_and_norms", "none"):
-            raise ConfigError("train.weight_decay_exempt must be 'biases_and_norms' or 'none', "
-                              f"got {exempt!r}")
-        decay_every = tcfg.get("lr_decay_every", "step")
-        if decay_every not in ("step", "epoch"):
-            raise ConfigError(f"train.lr_decay_every must be 'step' or 'epoch', got {decay_every!r}")
+        exempt, decay_every = tcfg["weight_decay_exempt"], tcfg["lr_decay_every"]
         groups = _param_groups(self.student, exempt)
         fused = {"fused": True} if self.device.type == "cuda" else {}
         if kind == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=tcfg["momentum"],
                                              weight_decay=tcfg["weight_decay"], **fused)
-        elif kind == "adamw":
+        else:  # adamw (amalib.config.validate allows no other)
             self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=tcfg["weight_decay"],
                                                **fused)
-        else:
-            raise ConfigError(f"train.optimizer must be 'sgd' or 'adamw', got {kind!r}")
         steps = self.steps_per_epoch
         warmup = min(tcfg["warmup_epochs"], epochs)
         if decay_every == "epoch":
@@ -676,7 +620,7 @@ class Trainer:
             self.teacher.eval()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if epoch < int(self.cfg["train"].get("freeze_backbone_epochs", 0)):
+        if epoch < int(self.cfg["train"]["freeze_backbone_epochs"]):
             # Head warm-up: the student's backbone keeps its starting weights (no gradient, so
             # no step and no weight decay) while the randomly initialised DINO head learns to
             # read it, so the head's first, arbitrary gradients never reach the pretrained
@@ -684,7 +628,7 @@ class Trainer:
             # dropped after backward, so DDP's all-reduce sees every parameter as usual.
             for p in self.student.backbone.parameters():
                 p.grad = None
-        clip = self.cfg["train"].get("clip_grad")
+        clip = self.cfg["train"]["clip_grad"]
         if clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.student.parameters(), clip)

@@ -30,7 +30,7 @@ def eval_sets(config: dict) -> dict:
 
     root = ensure_generated_data(config["data"])
     spec = resolve_benchmark(root, str(config["benchmark"]))
-    return build_eval_datasets(config["data"], root, spec)
+    return build_eval_datasets(config, root, spec)
 
 
 def load_starting_backbone(config: dict, *, seed: int = 0, device: str = "cpu"):
