@@ -1,7 +1,8 @@
 """Interactive applications: the sketch pad (draw a sketch in Jupyter, see what it retrieves).
 
-:func:`sketch_pad` and :func:`static_example` are re-exported lazily: ``amalib.apps.sketch_widget``
-imports ipycanvas only when it builds a live pad. The command line is :mod:`amalib.cli`.
+:func:`sketch_pad` and :func:`static_example` (module :mod:`amalib.apps.sketch_widget`) are
+re-exported lazily, and ipycanvas is imported only when a live pad is built. The command line
+is :mod:`amalib.cli`.
 """
 
 from __future__ import annotations
