@@ -407,3 +407,16 @@ def test_the_figures_are_the_viz_functions():
     assert tutorial.plot_attention is images.plot_attention
     assert tutorial.plot_image_rows is images.plot_image_rows
     assert tutorial.plot_distance_matrices is matrices.plot_distance_matrices
+
+
+def test_format_masks_prints_masks_side_by_side():
+    same = torch.tensor([[True, False], [False, True]])
+    text = tutorial.format_masks({"same": same, "all": np.ones((2, 4), bool)},
+                                 row_names=["a", "bb"], block=2)
+    assert text.splitlines() == ["     same   all",
+                                 " a   1.     11 11",
+                                 "bb   .1     11 11"]
+    with pytest.raises(ValueError, match="same number of rows"):
+        tutorial.format_masks({"x": np.ones((2, 2)), "y": np.ones((3, 2))})
+    with pytest.raises(ValueError, match="row names"):
+        tutorial.format_masks({"x": np.ones((2, 2))}, row_names=["a"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 from amalib.tutorial.analysis import (
     cluster_purity,
     dino_collapse_experiment,
+    format_masks,
     nearest_to_prototypes,
     own_cluster_confidence,
     sketch_neighbour_shares,
@@ -81,6 +82,7 @@ __all__ = [
     "INSTALL_SOURCE",
     "find_project_root",
     "find_trained_run",
+    "format_masks",
     "gpu_name",
     "load_or_train",
     "load_starting_backbone",

@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "cluster_purity",
+    "format_masks",
     "dino_collapse_experiment",
     "nearest_to_prototypes",
     "own_cluster_confidence",
@@ -37,6 +38,45 @@ def cluster_purity(assignments, labels) -> float:
     for cluster in np.unique(a):
         correct += np.bincount(y[a == cluster]).max()
     return float(correct / a.size)
+
+
+def format_masks(masks: dict[str, object], *, row_names: Sequence[str] | None = None,
+                 block: int | None = None) -> str:
+    """Boolean ``(R, C)`` masks as text, side by side: ``1`` true, ``.`` false.
+
+    For notebook 04, which prints the anchor, candidate and positive masks of the cluster
+    contrastive loss. ``block`` puts a space every ``block`` columns (a crop-major candidate mask
+    of ``B`` samples per crop reads as one group per crop).
+
+    Args:
+        masks: ``{title: (R, C) bool tensor or array}``, all with ``R`` rows.
+        row_names: One name per row, printed on the left.
+        block: Columns per group.
+
+    Returns:
+        The text, one line per row after a header line of titles.
+    """
+    arrays = [np.asarray(m.cpu() if hasattr(m, "cpu") else m).astype(bool) for m in masks.values()]
+    n_rows = {a.shape[0] for a in arrays}
+    if len(n_rows) != 1 or any(a.ndim != 2 for a in arrays):
+        raise ValueError(f"need 2-D masks with the same number of rows, got {[a.shape for a in arrays]}")
+    names = [str(r) for r in row_names] if row_names is not None else [""] * arrays[0].shape[0]
+    if len(names) != arrays[0].shape[0]:
+        raise ValueError(f"{len(names)} row names for {arrays[0].shape[0]} rows")
+    left = max((len(n) for n in names), default=0)
+
+    def cells(row) -> str:
+        chars = ["1" if v else "." for v in row]
+        if block:
+            return " ".join("".join(chars[i:i + block]) for i in range(0, len(chars), block))
+        return "".join(chars)
+
+    widths = [max(len(title), len(cells(a[0]))) for title, a in zip(masks, arrays)]
+    lines = [" " * left + "   " + "   ".join(t.ljust(w) for t, w in zip(masks, widths))]
+    for i, name in enumerate(names):
+        lines.append(name.rjust(left) + "   "
+                     + "   ".join(cells(a[i]).ljust(w) for a, w in zip(arrays, widths)))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def nearest_to_prototypes(features, centroids, clusters: Sequence[int], k: int = 5) -> np.ndarray:

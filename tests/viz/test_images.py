@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pytest
 import torch
 
 from amalib.viz.images import plot_attention, plot_image_rows, plot_multicrop, to_image
@@ -63,3 +64,28 @@ def test_figures_have_the_expected_panels(tmp_path):
     assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == 1.5] == [1.5]
     assert ax.images[0].get_cmap().name == "viridis_r"
     plt.close(fig)
+
+
+def test_group_runs():
+    from amalib.viz.matrices import group_runs
+
+    assert group_runs(["a", "a", "b", "c", "c", "a"]) == [("a", 0, 2), ("b", 2, 3), ("c", 3, 5),
+                                                          ("a", 5, 6)]
+    assert group_runs([]) == []
+
+
+def test_distance_matrices_with_groups_of_unequal_sizes():
+    import matplotlib.pyplot as plt
+
+    fig = plot_distance_matrices({"w": np.zeros((5, 5)), "d": np.ones((5, 5))},
+                                 groups=["cat", "cat", "cat", "dog", "dog"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog"]
+    assert list(ax.get_xticks()) == [1.0, 3.5]
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == 2.5] == [2.5]
+    assert all(line.get_color() == "red" for line in ax.lines)
+    # Wide enough to read at the notebooks' 72 dpi: two panels are over 600 px.
+    assert fig.get_figwidth() * 72 >= 600
+    plt.close(fig)
+    with pytest.raises(ValueError, match="either group_size"):
+        plot_distance_matrices({"w": np.zeros((2, 2))}, groups=["a", "b"], group_size=1)
