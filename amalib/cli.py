@@ -553,7 +553,13 @@ def _cmd_retrieve(args) -> int:
 
 def _cmd_ablate(args) -> int:
     from amalib.config import ConfigError
-    from amalib.experiments.ablation import ROWS, format_ablation, run_ablation
+    from amalib.experiments.ablation import (
+        ROWS,
+        format_ablation,
+        format_differences,
+        paired_differences,
+        run_ablation,
+    )
 
     rows = tuple(args.rows or ROWS)
     if set(rows) - set(ROWS):
@@ -563,6 +569,9 @@ def _cmd_ablate(args) -> int:
                          overrides=args.overrides, rows=rows, ama_runs=args.ama_runs,
                          progress=not args.no_progress)
     print(format_ablation(table))
+    if paired_differences(table):  # each added term's effect, paired by seed, with its interval
+        print("\nWhat each term adds, paired by seed (written to ablation_results.json):\n")
+        print(format_differences(table))
     return 0
 
 

@@ -11,15 +11,18 @@ AMA closes.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from amalib.metrics import METRIC_KEYS
 
-__all__ = ["ABLATIONS", "AMA", "ORACLE", "PACKAGED_RESULTS", "RESULTS_NAME", "ROWS",
-           "STARTING_BACKBONE", "ablation_results", "ama_row_from_demo", "format_ablation",
-           "gap_closed", "load_ablation_results", "run_ablation", "train_oracle"]
+__all__ = ["ABLATIONS", "AMA", "LADDER", "ORACLE", "PACKAGED_RESULTS", "RESULTS_NAME", "ROWS",
+           "STARTING_BACKBONE", "PairedDifference", "ablation_results", "ama_row_from_demo",
+           "format_ablation", "format_differences", "gap_closed", "load_ablation_results",
+           "paired_differences", "run_ablation", "t_quantile_975", "train_oracle"]
 
 STARTING_BACKBONE = "starting backbone (no AMA training)"
 AMA = "SD + CC + MA + SG (AMA)"
@@ -35,6 +38,10 @@ ABLATIONS: dict[str, list[str]] = {
     "SD + CC + MA": ["loss.schedule.use_sg=false"],
     AMA: [],
 }
+
+
+#: The trained rows in the order in which each adds one term to the one before: (row, term added).
+LADDER = (("SD only", None), ("SD + CC", "CC"), ("SD + CC + MA", "MA"), (AMA, "SG"))
 
 
 #: The compact results file ``amalib ablate`` writes next to ``ablation.json``: the table plus
@@ -222,17 +229,22 @@ def ablation_results(table: dict, *, config: str, overrides=(), epochs: int,
     """The compact, self-describing results of an ablation (what ``ablation_results.json`` holds).
 
     Returns:
-        ``{"config", "overrides", "epochs", "seeds", "command", "table"}``: ``table`` is
-        ``{row: {seed: {metric: value}}}`` as returned by :func:`run_ablation`, ``command`` the
-        ``amalib ablate`` line that regenerates it.
+        ``{"config", "overrides", "epochs", "seeds", "command", "table",
+        "paired_differences"}``: ``table`` is ``{row: {seed: {metric: value}}}`` as returned by
+        :func:`run_ablation`, ``command`` the ``amalib ablate`` line that regenerates it,
+        ``paired_differences`` per metric the :func:`paired_differences` of the table (each
+        added term's seed-paired effect and its 95 % interval).
     """
     seeds = sorted({s for runs in table.values() for s in runs if s != UNTRAINED}, key=int)
     command = (f"amalib ablate --config {config} --out {Path(out).as_posix()} --seeds "
                + " ".join(seeds) + "".join(f" --set {o}" for o in overrides))
+    rounded = {row: {seed: {k: round(float(v), 6) for k, v in metrics.items()}
+                     for seed, metrics in runs.items()} for row, runs in table.items()}
     return {"config": str(config), "overrides": list(overrides), "epochs": int(epochs),
-            "seeds": [int(s) for s in seeds], "command": command,
-            "table": {row: {seed: {k: round(float(v), 6) for k, v in metrics.items()}
-                            for seed, metrics in runs.items()} for row, runs in table.items()}}
+            "seeds": [int(s) for s in seeds], "command": command, "table": rounded,
+            # Each term's seed-paired effect on every metric, with its 95 % interval.
+            "paired_differences": {key: [d.to_dict() for d in paired_differences(rounded, key)]
+                                   for key in METRIC_KEYS}}
 
 
 def load_ablation_results(path: str | Path | None = None) -> dict:
@@ -306,6 +318,102 @@ def gap_closed(table: dict, key: str = "mAP@all") -> float | None:
             for name in (STARTING_BACKBONE, AMA, ORACLE)}
     gap = mean[ORACLE] - mean[STARTING_BACKBONE]
     return (mean[AMA] - mean[STARTING_BACKBONE]) / gap if gap > 0 else None
+
+
+# Two-sided 95 % quantiles of Student's t, t_{0.975}(df), for df = 1..30 (beyond: the
+# Cornish-Fisher expansion around the normal quantile, within 1e-4 of the exact value).
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t_quantile_975(df: int) -> float:
+    """``t_{0.975}`` of Student's t with ``df`` degrees of freedom (the 95 % two-sided value)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """What adding one term changes, seed by seed: ``row - base`` on the seeds both rows have.
+
+    Attributes:
+        term: The term added (``CC``, ``MA`` or ``SG``).
+        base, row: The rows compared (``row`` = ``base`` + ``term``).
+        metric: The metric compared.
+        seeds: The seeds both rows have, in increasing order.
+        differences: ``row - base`` per seed.
+        mean: Their mean.
+        low, high: The 95 % t interval of the mean difference (``mean -+ t_{0.975}(n-1) s /
+            sqrt(n)``); ``nan`` with fewer than 2 seeds.
+    """
+
+    term: str
+    base: str
+    row: str
+    metric: str
+    seeds: tuple[str, ...]
+    differences: tuple[float, ...]
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def resolved(self) -> bool:
+        """True when the interval excludes zero (the term's effect is resolved from noise)."""
+        return self.low > 0 or self.high < 0
+
+    def to_dict(self) -> dict:
+        return {"term": self.term, "base": self.base, "row": self.row, "metric": self.metric,
+                "seeds": [int(s) for s in self.seeds],
+                "differences": [round(d, 6) for d in self.differences],
+                "mean": round(self.mean, 6), "ci95": [round(self.low, 6), round(self.high, 6)],
+                "resolved": self.resolved}
+
+
+def paired_differences(table: dict, metric: str = "mAP@all") -> list[PairedDifference]:
+    """For each term of :data:`LADDER`, the seed-paired difference it makes and its 95 % interval.
+
+    Seeds pair the runs: the same seed draws the same batches and initial head in both rows, so
+    the difference of a pair removes most of the seed-to-seed noise that separate means carry.
+    Rows that are absent are skipped; seeds present in only one of the two rows are left out.
+    """
+    out = []
+    for (base, _), (row, term) in zip(LADDER, LADDER[1:]):
+        if base not in table or row not in table:
+            continue
+        seeds = sorted(set(table[base]) & set(table[row]) - {UNTRAINED}, key=int)
+        diffs = [float(table[row][s][metric]) - float(table[base][s][metric]) for s in seeds]
+        n = len(diffs)
+        mean = math.fsum(diffs) / n if n else float("nan")
+        if n >= 2:
+            sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+            half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+            low, high = mean - half, mean + half
+        else:
+            low = high = float("nan")
+        out.append(PairedDifference(term, base, row, metric, tuple(seeds), tuple(diffs), mean,
+                                    low, high))
+    return out
+
+
+def format_differences(table: dict, metric: str = "mAP@all") -> str:
+    """Markdown table of :func:`paired_differences`: each term's effect, its interval, whether
+    it is resolved from zero."""
+    lines = [f"| term added | seeds | mean difference in {metric} | 95 % interval (paired t) "
+             "| resolved from zero |", "|---|---|---|---|---|"]
+    for d in paired_differences(table, metric):
+        interval = (f"[{d.low:+.4f}, {d.high:+.4f}]" if len(d.seeds) > 1
+                    else "(one seed: none)")
+        verdict = ("yes, it helps" if d.low > 0 else "yes, it hurts" if d.high < 0
+                   else "no") if len(d.seeds) > 1 else "no"
+        lines.append(f"| {d.term} ({d.base} -> {d.row}) | {len(d.seeds)} | {d.mean:+.4f} | "
+                     f"{interval} | {verdict} |")
+    return "\n".join(lines)
 
 
 def format_ablation(table: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 
 import numpy as np
 import pytest
@@ -42,6 +43,11 @@ def test_ablation_trains_each_variant_with_its_terms_off_and_resumes(tiny_root, 
     assert results["command"].startswith(f"amalib ablate --config mini --out {out.as_posix()} "
                                          "--seeds 0 --set ")
     assert list(results["table"]) == list(table)
+    # The file holds each added term's seed-paired difference (one seed: no interval).
+    assert [d["term"] for d in results["paired_differences"]["mAP@all"]] == ["CC", "MA", "SG"]
+    rows = results["table"]  # the file's (rounded) values are what it differences
+    assert results["paired_differences"]["mAP@all"][0]["differences"] == [round(
+        rows["SD + CC"]["0"]["mAP@all"] - rows["SD only"]["0"]["mAP@all"], 6)]
     schedules = {
         name: yaml.safe_load((out / run / "config.yaml").read_text())["loss"]["schedule"]
         for name, run in [("SD only", "SD_only_seed0"), ("SD + CC", "SD+CC_seed0"),
@@ -270,3 +276,51 @@ def test_class_palette_separates_ten_classes():
     colours = np.array([to_rgb(c) for c in class_palette(10)])
     distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
     assert distances[~np.eye(10, dtype=bool)].min() > 0.2
+
+
+# ------------------------------------------------------------------ paired differences by seed
+def _ladder_table(base: dict, row: dict) -> dict:
+    as_rows = lambda values: {s: dict.fromkeys(METRIC_KEYS, v) for s, v in values.items()}  # noqa: E731
+    return {"SD only": as_rows(base), "SD + CC": as_rows(row)}
+
+
+def test_paired_difference_and_its_t_interval_by_hand():
+    # Differences 0.01, 0.02, 0.03: mean 0.02, sample sd 0.01, t_{0.975}(2) = 4.3027.
+    table = _ladder_table({"0": 0.40, "1": 0.42, "2": 0.41, "7": 0.5},
+                          {"0": 0.41, "1": 0.44, "2": 0.44})
+    (d,) = ablation.paired_differences(table)
+    assert (d.term, d.base, d.row, d.seeds) == ("CC", "SD only", "SD + CC", ("0", "1", "2"))
+    assert d.differences == pytest.approx((0.01, 0.02, 0.03), abs=1e-12)
+    half = 4.3027 * 0.01 / 3 ** 0.5
+    assert d.mean == pytest.approx(0.02, abs=1e-12)
+    assert (d.low, d.high) == pytest.approx((0.02 - half, 0.02 + half), abs=1e-12)
+    assert not d.resolved  # the interval [-0.0048, 0.0448] holds zero
+    # The same spread around a larger mean is resolved.
+    (d,) = ablation.paired_differences(_ladder_table({"0": 0.40, "1": 0.40, "2": 0.40},
+                                                     {"0": 0.44, "1": 0.45, "2": 0.46}))
+    assert d.low == pytest.approx(0.05 - half, abs=1e-12) and d.resolved
+    assert "| CC (SD only -> SD + CC) | 3 | +0.0500 |" in ablation.format_differences(
+        _ladder_table({"0": 0.40, "1": 0.40, "2": 0.40}, {"0": 0.44, "1": 0.45, "2": 0.46}))
+
+
+def test_one_seed_has_no_interval():
+    (d,) = ablation.paired_differences(_ladder_table({"0": 0.4}, {"0": 0.5}))
+    assert d.mean == pytest.approx(0.1) and math.isnan(d.low) and not d.resolved
+    assert "(one seed: none)" in ablation.format_differences(_ladder_table({"0": 0.4}, {"0": 0.5}))
+
+
+def test_t_quantile_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 400):
+        assert ablation.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)
+    with pytest.raises(ValueError):
+        ablation.t_quantile_975(0)
+
+
+def test_results_file_holds_the_paired_differences():
+    shipped = ablation.load_ablation_results()
+    again = ablation.ablation_results(shipped["table"], config=shipped["config"],
+                                      epochs=shipped["epochs"])
+    assert shipped["paired_differences"] == again["paired_differences"]
+    terms = [d["term"] for d in shipped["paired_differences"]["mAP@all"]]
+    assert terms == ["CC", "MA", "SG"]
