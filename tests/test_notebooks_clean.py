@@ -180,3 +180,13 @@ def test_the_readme_installs_from_the_same_source():
 def test_only_known_tags(name):
     for cell in load(name)["cells"]:
         assert set(cell["metadata"].get("tags", [])) <= {IGNORE_TAG, "nbval-skip"}
+
+
+@pytest.mark.parametrize("name", ["05_training", "06_retrieval_evaluation"])
+def test_the_train_switch_is_off_when_committed(name):
+    """TRAIN = True trains the full run (minutes to hours): committed notebooks read the shipped
+    model and its records instead."""
+    sources = ["".join(c["source"]) for c in code_cells(load(name))]
+    switches = [s for s in sources if re.search(r"^TRAIN = ", s, re.M)]
+    assert len(switches) == 1 and re.search(r"^TRAIN = False\b", switches[0], re.M)
+    assert "load_or_train(profile, train=TRAIN)" in switches[0] or "if TRAIN:" in switches[0]
