@@ -343,6 +343,10 @@ def _cmd_eval(args) -> int:
     cfg = apply_overrides(cfg, args.overrides)
     device = init_distributed(args.device).device
     dcfg = cfg["data"]
+    if dcfg.get("generate"):  # the embedded benchmark (e.g. of `ama_mini`): generated on first use
+        from amalib.train.trainer import ensure_generated_data
+
+        ensure_generated_data(dcfg)
     spec = _spec(dcfg["root"], cfg["benchmark"])
     sets = build_eval_sets(dcfg["root"], spec, eval_transform_from_config(cfg))
     # A named convention sets its own AP; the config's AP applies only without one.
