@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.amalib-installed
 OUT    ?= runs/demo
 
-.PHONY: demo test test-fast lint notebooks bench venv lock clean
+.PHONY: demo test test-fast lint notebooks bench venv lock clean wheel
 
 venv: $(STAMP)
 
@@ -53,6 +53,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_losses.py
 	$(BIN)/python benchmarks/bench_clustering.py
 	$(BIN)/python benchmarks/bench_backbone.py
+
+## A wheel of amalib (the shipped backbone, the trained ama_mini model and the configs inside):
+## dist/amalib-<version>-py3-none-any.whl, e.g. to upload to a Colab session and install from
+## there (README, "Colab"). pip builds it; no network is needed beyond the build backend.
+wheel: $(STAMP)
+	rm -rf build dist/amalib-*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls -l dist/amalib-*.whl
 
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Exact versions for the Makefile/CI path (Python 3.11, Linux x86-64). Regenerate with: make lock' > requirements/lock-cpu.txt

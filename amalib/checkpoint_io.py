@@ -17,7 +17,16 @@ from pathlib import Path
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_torch_file", "checkpoint_kind",
-           "CHECKPOINT_KINDS", "what_to_do_with"]
+           "CHECKPOINT_KINDS", "what_to_do_with", "SHIPPED_MODELS", "resolve_checkpoint"]
+
+#: Trained models that ship with amalib, by the name ``--checkpoint`` accepts, and their file
+#: inside the installed package. ``ama_mini``: the teacher of ``amalib demo --seed 0`` (the
+#: ``mini`` preset, 6 epochs), float16, written by ``benchmarks/export_shipped_model.py``.
+SHIPPED_MODELS = {"ama_mini": "assets/ama_mini.pth"}
+
+#: The command that writes a shipped model again (from a demo run's directory).
+EXPORT_COMMAND = ("`amalib demo --seed 0`, then `python benchmarks/export_shipped_model.py runs/demo "
+                  "--out amalib/assets/ama_mini.pth`")
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -37,6 +46,8 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 #: What each kind of file holds, for messages that name both sides of a mix-up.
 CHECKPOINT_KINDS = {
     "ama": "an `amalib train` checkpoint",
+    "ama-model": "a trained AMA model (a run's teacher backbone in float16 with its config and "
+                 "provenance, e.g. the shipped `ama_mini`; no training state)",
     "pretrain": "a DINO pretraining checkpoint (`amalib pretrain`, pretrain.objective=dino)",
     "pretrain-supervised": "a supervised pretraining checkpoint (`amalib pretrain`, "
                            "pretrain.objective=supervised)",
@@ -55,6 +66,8 @@ def checkpoint_kind(state) -> str:
     """
     if not isinstance(state, dict):
         return "unknown"
+    if state.get("kind") == "ama-model":  # before "ama": it has a config and a teacher too
+        return "ama-model"
     mode = state.get("mode")
     if mode == "pretrain-supervised":
         return mode
@@ -82,6 +95,9 @@ def what_to_do_with(kind: str, path) -> str:
                                "--export and train from that with --set model.pretrained=...",
         "backbone": f"it is a starting point: train from it with `amalib train --set "
                     f"model.pretrained={path}`",
+        "ama-model": f"use it with `amalib eval --checkpoint {path}`, `amalib retrieve "
+                     f"--checkpoint {path} ...` or `amalib index build --checkpoint {path} ...` "
+                     "(it holds no optimiser state, so training cannot resume from it)",
         "index": f"use it with `amalib retrieve --index {path}`",
     }.get(kind, "pass a checkpoint.pth written by `amalib train` (runs/<name>/checkpoint.pth)")
 
@@ -175,11 +191,40 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
                           f"{what_to_do_with(looks, path)}")
 
 
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """The file a ``--checkpoint`` value names: a path, or a shipped model's name.
+
+    A name of :data:`SHIPPED_MODELS` (``ama_mini``) or ``package:assets/<file>`` resolves inside
+    the installed amalib; anything else is a path. To pass a local file that happens to be
+    called ``ama_mini``, write ``./ama_mini``.
+
+    Raises:
+        FileNotFoundError: a shipped model whose file is not installed (the message names the
+            file and how to get it back).
+    """
+    from importlib import resources
+
+    text = str(spec)
+    inside = SHIPPED_MODELS.get(text)
+    if inside is None and text.startswith("package:"):
+        inside = text[len("package:"):]
+    if inside is None:
+        return Path(spec)
+    path = Path(str(resources.files("amalib") / inside))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped model {text!r} is not installed: {path} is missing. Reinstall amalib "
+            "(pip install --force-reinstall amalib, or `git checkout amalib/assets` in a "
+            f"checkout), or write it again: {EXPORT_COMMAND}")
+    return path
+
+
 def load_checkpoint(path: str | Path, map_location="cpu", *, expect=None) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
     Args:
-        path: The file.
+        path: The file, or the name of a model that ships with amalib (``ama_mini``, see
+            :func:`resolve_checkpoint`).
         map_location: Where tensors go.
         expect: Kinds of :data:`CHECKPOINT_KINDS` the caller can use (e.g. ``("ama",
             "pretrain")``); another kind is a :class:`~amalib.errors.CheckpointError` naming
@@ -189,11 +234,12 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, expect=None) -> dic
         FileNotFoundError: naming the path (a missing checkpoint is never a random init).
         CheckpointError: a truncated or damaged file, or one of another kind.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(
             f"checkpoint not found: {path}. Pass the path of a file written by `amalib train` "
-            "(e.g. runs/<name>/checkpoint.pth)."
+            "(e.g. runs/<name>/checkpoint.pth) or the name of a model that ships with amalib ("
+            + ", ".join(SHIPPED_MODELS) + ")."
         )
     state = read_torch_file(path, map_location=map_location)
     if expect is not None:

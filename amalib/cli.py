@@ -87,6 +87,8 @@ def _add_run_args(p: argparse.ArgumentParser, what: str = "the checkpoint's conf
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+_CHECKPOINT_HELP = ("a checkpoint written by `amalib train`, or ama_mini: the trained AMA model that "
+                    "ships with amalib (the teacher of `amalib demo --seed 0`, mini benchmark)")
 _GALLERY_HELP = ("BENCHMARK:SPLIT (split test: unseen photos, seen: seen-class photos, all: both) "
                  "under the config's data.root, or a folder of images (labelled by sub-folder) "
                  "(default: <the checkpoint's benchmark>:test)")
@@ -131,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Retrieval metrics of a checkpoint's teacher on the unseen "
                                    "classes of its benchmark, the hardest classes and a hubness "
                                    "diagnostic.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
+    p.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     p.add_argument("--protocol", choices=("zs", "gzs", "p2s"), default="zs",
                    help="zs: unseen sketches query the unseen photos (the benchmark's "
                         "protocol); gzs: generalised, the gallery also holds the seen-class "
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Extract a photo gallery with a checkpoint's teacher and "
                                     "write its features, paths, labels and a faiss index to one "
                                     "file (no pickle).")
-    q.add_argument("--checkpoint", required=True, help="checkpoint written by `amalib train`")
+    q.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     q.add_argument("--gallery", default=None, help=_GALLERY_HELP)
     q.add_argument("--out", required=True, help="index file to write, e.g. gallery.amaidx")
     q.add_argument("--kind", choices=("flat", "hnsw", "ivf"), default="flat",
@@ -189,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="gallery index from `amalib index build`")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (required without --index; with it, default: the "
-                        "checkpoint the index records)")
+                        "checkpoint the index records): " + _CHECKPOINT_HELP)
     p.add_argument("--gallery", default=None, help="without --index: " + _GALLERY_HELP)
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--sketch", nargs="+", help="sketch image file(s)")
@@ -341,6 +343,10 @@ def _cmd_eval(args) -> int:
     cfg = apply_overrides(cfg, args.overrides)
     device = init_distributed(args.device).device
     dcfg = cfg["data"]
+    if dcfg.get("generate"):  # the embedded benchmark (e.g. of `ama_mini`): generated on first use
+        from amalib.train.trainer import ensure_generated_data
+
+        ensure_generated_data(dcfg)
     spec = _spec(dcfg["root"], cfg["benchmark"])
     sets = build_eval_sets(dcfg["root"], spec, eval_transform_from_config(cfg))
     # A named convention sets its own AP; the config's AP applies only without one.

@@ -124,9 +124,10 @@ def test_badge_install_cell_and_profile_switch(name):
     # The install source is one variable, the same in every notebook as in amalib.tutorial.
     source = re.search(r'^AMALIB_SOURCE = "([^"]+)"', install, re.M)
     assert source and source.group(1) == INSTALL_SOURCE, f"{name}: AMALIB_SOURCE"
-    assert '%pip install --quiet "{AMALIB_SOURCE}"' in install
-    pip_line = next(line for line in install.splitlines() if "%pip" in line)
-    assert "torch" not in pip_line, f"{name}: the install cell must not install torch"
+    pip_line = next(line for line in install.splitlines()
+                    if "pip" in line and "install" in line and not line.lstrip().startswith("#"))
+    assert "AMALIB_SOURCE" in pip_line and "torch" not in pip_line, \
+        f"{name}: the install cell installs AMALIB_SOURCE, never torch"
     assert not cells[0]["outputs"], f"{name}: the install cell ran pip when the notebook was saved"
     switch = "".join(cells[1]["source"])
     assert re.search(r'^PROFILE = "auto"', switch, re.M), f"{name}: PROFILE must default to auto"
@@ -135,6 +136,39 @@ def test_badge_install_cell_and_profile_switch(name):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     last = "".join(nb["cells"][-1]["source"])
     assert nb["cells"][-1]["cell_type"] == "markdown" and "## Summary" in last
+
+
+# Notebook 04 is being rewritten on another branch; it takes the install cell, the Colab metadata
+# and its time line when that branch is merged (then this set is empty).
+NOT_YET = {"04_mutual_alignment"}
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_one_install_cell_that_says_what_to_do_when_it_fails(name):
+    if name in NOT_YET:
+        pytest.skip(f"{name}: install cell updated when its branch is merged")
+    install = "".join(code_cells(load(name))[0]["source"])
+    assert install == "".join(code_cells(load(SERIES[0]))[0]["source"]), \
+        f"{name}: the install cell differs from {SERIES[0]}'s"
+    pip_line = next(line for line in install.splitlines() if '"pip", "install"' in line)
+    assert pip_line.rstrip().endswith("AMALIB_SOURCE]).returncode:"), pip_line  # checked
+    failure = install.split("raise RuntimeError(", 1)[1]
+    for what in ("AMALIB_SOURCE", "repository", "make wheel", "Upload", "file:///content/",
+                 "run this cell again"):
+        assert what in failure, f"{name}: the install failure message does not mention {what!r}"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_colab_gpu_runtime_and_cpu_time(name):
+    if name in NOT_YET:
+        pytest.skip(f"{name}: metadata and time line updated when its branch is merged")
+    nb = load(name)
+    assert nb["metadata"]["accelerator"] == "GPU"  # Colab opens a GPU runtime
+    assert nb["metadata"]["colab"]["gpuType"] and "provenance" in nb["metadata"]["colab"]
+    first = "".join(nb["cells"][0]["source"])
+    assert re.search(r"\*\*Time:\*\* (about \d+ min|under a minute) on a 2-core CPU \(`cpu-mini`\)",
+                     first), \
+        f"{name}: the first cell must say how long the notebook takes on a CPU"
 
 
 def test_the_readme_installs_from_the_same_source():
@@ -146,3 +180,13 @@ def test_the_readme_installs_from_the_same_source():
 def test_only_known_tags(name):
     for cell in load(name)["cells"]:
         assert set(cell["metadata"].get("tags", [])) <= {IGNORE_TAG, "nbval-skip"}
+
+
+@pytest.mark.parametrize("name", ["05_training", "06_retrieval_evaluation"])
+def test_the_train_switch_is_off_when_committed(name):
+    """TRAIN = True trains the full run (minutes to hours): committed notebooks read the shipped
+    model and its records instead."""
+    sources = ["".join(c["source"]) for c in code_cells(load(name))]
+    switches = [s for s in sources if re.search(r"^TRAIN = ", s, re.M)]
+    assert len(switches) == 1 and re.search(r"^TRAIN = False\b", switches[0], re.M)
+    assert "load_or_train(profile, train=TRAIN)" in switches[0] or "if TRAIN:" in switches[0]

@@ -26,11 +26,20 @@ def tiny_profile(root) -> tutorial.Profile:
     return tutorial.Profile(
         name="tiny", config_name="mini",
         overrides=tuple(f"{k}={v}" for k, v in values.items()),
-        short_run=("train.epochs=2", "train.max_steps_per_epoch=1",
-                   "loss.schedule.cc_start_epoch=1", "loss.schedule.cc_ramp_end_epoch=1",
-                   "loss.schedule.ma_start_epoch=1", "loss.schedule.sg_start_epoch=1"),
-        device="cpu", description="tiny",
+        short_run=TINY_RUN, full_run=TINY_RUN, device="cpu", description="tiny",
     )
+
+
+TINY_RUN = ("train.epochs=2", "train.max_steps_per_epoch=1",
+            "loss.schedule.cc_start_epoch=1", "loss.schedule.cc_ramp_end_epoch=1",
+            "loss.schedule.ma_start_epoch=1", "loss.schedule.sg_start_epoch=1")
+
+
+@pytest.fixture(autouse=True)
+def no_forced_profile(monkeypatch):
+    """The tests choose their profile; a shell's AMALIB_PROFILE/AMALIB_DEVICE must not."""
+    monkeypatch.delenv(profiles.PROFILE_VARIABLE, raising=False)
+    monkeypatch.delenv(profiles.DEVICE_VARIABLE, raising=False)
 
 
 @pytest.fixture
@@ -206,6 +215,60 @@ def test_auto_profile_is_the_mini_benchmark_on_the_gpu_when_there_is_one(monkeyp
         "data.num_workers=" + str(gpu.config()["data"]["num_workers"]))
 
 
+def test_the_environment_forces_the_profile_and_the_device(monkeypatch):
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
+    monkeypatch.setenv("AMALIB_PROFILE", "gpu-mini")
+    monkeypatch.setenv("AMALIB_DEVICE", "cpu")
+    lines = []
+    profile = tutorial.select_profile("cpu-mini", log=lines.append)
+    # the GPU profile's code path (its full preset as the run) on the CPU, and it says so
+    assert profile.name == "gpu-mini" and profile.device == "cpu" and profile.short_run == ()
+    assert profile.run_dir == Path("runs/tutorial/gpu-mini")
+    assert lines == ["profile forced to 'gpu-mini' by AMALIB_PROFILE (the cell says 'cpu-mini')",
+                     "device forced to 'cpu' by AMALIB_DEVICE (profile gpu-mini)"]
+    assert "forced" in profile.description
+    # the profile alone, with the cell's device
+    monkeypatch.delenv("AMALIB_DEVICE")
+    with pytest.raises(tutorial.ProfileUnavailableError, match="needs a CUDA GPU"):
+        tutorial.select_profile("auto", log=lines.append)
+    monkeypatch.setenv("AMALIB_PROFILE", "cpu-mini")
+    assert tutorial.select_profile("gpu-mini", log=lambda _l: None) == \
+        tutorial.select_profile("cpu-mini", log=lambda _l: None)
+
+
+def test_a_forced_cuda_device_needs_a_gpu_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
+    monkeypatch.setenv("AMALIB_DEVICE", "cuda")
+    with pytest.raises(tutorial.ProfileUnavailableError, match="AMALIB_DEVICE=cuda"):
+        tutorial.select_profile("cpu-mini")
+    monkeypatch.setenv("AMALIB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="AMALIB_DEVICE='tpu'"):
+        tutorial.select_profile("cpu-mini")
+    monkeypatch.delenv("AMALIB_DEVICE")
+    monkeypatch.setenv("AMALIB_PROFILE", "gpu-big")
+    with pytest.raises(ValueError, match="AMALIB_PROFILE='gpu-big'"):
+        tutorial.select_profile("cpu-mini")
+    monkeypatch.setattr(profiles, "gpu_name", lambda: "Test GPU")
+    monkeypatch.setenv("AMALIB_PROFILE", "cpu-mini")
+    monkeypatch.setenv("AMALIB_DEVICE", "cuda")
+    assert tutorial.select_profile("auto", log=lambda _l: None).device == "cuda"
+
+
+def test_gpu_real_forced_onto_the_cpu_still_needs_its_files(tmp_path, monkeypatch):
+    fake_benchmark(tmp_path, "sketchy21")
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(profiles, "gpu_name", lambda: None)
+    monkeypatch.setenv("AMALIB_DEVICE", "cpu")
+    profile = tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path,
+                                      weights=weights, log=lambda _l: None)
+    assert profile.device == "cpu" and profile.full_run == tutorial.GPU_SHORT_RUN
+    with pytest.raises(tutorial.ProfileUnavailableError, match="missing") as info:
+        tutorial.select_profile("gpu-real", benchmark="sketchy21", data_root=tmp_path / "no",
+                                weights=weights, log=lambda _l: None)
+    assert "no CUDA GPU" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------ runs
 
 
@@ -221,25 +284,33 @@ def test_find_trained_run(tmp_path):
 def test_load_or_train_trains_then_reuses_then_retrains_a_stale_run(in_tmp, tiny_root):
     profile = tiny_profile(tiny_root)
     lines = []
+    # Nothing on disk, and the shipped model is of another benchmark (the mini-benchmark's
+    # generator parameters): the profile's full run is trained.
     backbone, cfg, checkpoint = tutorial.load_or_train(profile, log=lines.append)
-    assert checkpoint == profile.run_dir / "checkpoint.pth" and checkpoint.is_file()
-    assert "training the short tiny run" in lines[-1]
-    assert cfg == profile.short_run_config()
+    assert checkpoint == profile.full_run_dir / "checkpoint.pth" and checkpoint.is_file()
+    assert lines[0] == "no trained run found for tiny"
+    assert "training the full tiny run (2 epochs of at most 1 steps)" in lines[-1]
+    assert cfg == profile.full_run_config()
     x = torch.zeros(2, 3, 32, 32)
     first = backbone(x)
 
     lines.clear()
     again, _, _ = tutorial.load_or_train(profile, log=lines.append)
-    assert lines == [f"loaded the notebooks' run {checkpoint.as_posix()} (after 2 epochs)"]
+    assert lines == [f"loaded the notebooks' full run {checkpoint.as_posix()} (after 2 epochs)"]
     torch.testing.assert_close(again(x), first)
 
+    # TRAIN = True trains again even though a run is there.
+    lines.clear()
+    tutorial.load_or_train(profile, train=True, log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("training the full tiny run")
+
     # A run of another config in the notebooks' folder is replaced, not silently used.
-    other = tutorial.Profile(**{**profile.__dict__, "short_run": profile.short_run
+    other = tutorial.Profile(**{**profile.__dict__, "full_run": profile.full_run
                                 + ("train.seed=5",)})
     lines.clear()
     tutorial.load_or_train(other, log=lines.append)
-    assert "holds another run" in lines[0] and "training" in lines[-1]
-    metrics = (other.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert "no trained run found" in lines[0] and "training" in lines[-1]
+    metrics = (other.full_run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2  # the old run's lines were not kept
 
 
@@ -248,11 +319,30 @@ def test_load_or_train_uses_a_candidate_of_the_same_benchmark(in_tmp, tiny_root)
     tutorial.load_or_train(profile, log=lambda _l: None)
     demo = in_tmp / "runs" / "demo" / "train"
     demo.parent.mkdir(parents=True)
-    os.replace(profile.run_dir, demo)
+    os.replace(profile.full_run_dir, demo)
     lines = []
     _, _, checkpoint = tutorial.load_or_train(profile, log=lines.append)
     assert checkpoint == Path("runs/demo/train/checkpoint.pth")
     assert lines == ["loaded runs/demo/train/checkpoint.pth"]
+
+
+def test_load_or_train_loads_the_shipped_model_on_a_fresh_checkout(in_tmp):
+    profile = tutorial.select_profile("cpu-mini")
+    lines = []
+    backbone, cfg, checkpoint = tutorial.load_or_train(profile, log=lines.append)
+    assert checkpoint == tutorial.SHIPPED_MODEL == "ama_mini"
+    assert len(lines) == 1 and "ships with amalib, ama_mini" in lines[0]
+    assert "amalib demo --seed 0" in lines[0] and "TRAIN = True" in lines[0]
+    assert cfg["benchmark"] == "mini" and cfg["train"]["epochs"] == 6
+    assert all(p.dtype == torch.float32 for p in backbone.parameters())
+    info = tutorial.shipped_model_info()
+    assert [r["epoch"] for r in info["metrics"]] == list(range(6))
+    assert info["provenance"]["command"] == "amalib demo --seed 0"
+    # notebook 05's short run is not the full run: it is never returned as "trained"
+    short = profile.run_dir / "checkpoint.pth"
+    short.parent.mkdir(parents=True)
+    torch.save({"config": profile.short_run_config(), "teacher": {}, "epoch": 3}, short)
+    assert tutorial.load_or_train(profile, log=lambda _l: None)[2] == "ama_mini"
 
 
 def test_train_steps_runs_the_engine_step(in_tmp, tiny_root):

@@ -213,20 +213,32 @@ def features_report(q: FeatureSet, g: FeatureSet, *, ap: str = "interpolated") -
 
 
 def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> tuple[nn.Module, dict]:
-    """The teacher (retrieval) backbone of an ``amalib train`` checkpoint, and its config.
+    """The teacher (retrieval) backbone of a trained run, and its config.
+
+    Args:
+        checkpoint: An ``amalib train`` checkpoint, a trained model exported from one (kind
+            ``ama-model``, float16, read back as float32), or the name of a model that ships
+            with amalib: ``"ama_mini"`` (:data:`amalib.checkpoint_io.SHIPPED_MODELS`).
+        which: ``"teacher"`` or ``"student"`` (a training checkpoint only).
 
     Raises:
-        FileNotFoundError: the checkpoint does not exist.
+        FileNotFoundError: the checkpoint does not exist (a shipped model's message says how to
+            get its file back).
         amalib.errors.CheckpointError: a truncated file, a file of another kind (an index, a DINO
             backbone, a supervised pretraining checkpoint, …) or weights that do not fit the
             checkpoint's own config (the message names the file and what fits it).
     """
-    from amalib.checkpoint_io import load_checkpoint
+    from amalib.checkpoint_io import checkpoint_kind, load_checkpoint, resolve_checkpoint
     from amalib.config import upgrade
     from amalib.errors import CheckpointError
     from amalib.models import create_vit
 
-    state = load_checkpoint(checkpoint, expect=("ama", "pretrain"))
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path, expect=("ama", "pretrain", "ama-model"))
+    exported = checkpoint_kind(state) == "ama-model"
+    if exported and which != "teacher":
+        raise CheckpointError(f"{path} holds only the teacher of its run (an exported model), "
+                              f"not its {which}")
     # The stored config as today's code reads it: keys added since it was written get the
     # defaults that reproduce the run (amalib.config.upgrade).
     config = upgrade(state["config"])
@@ -235,13 +247,15 @@ def load_trained_backbone(checkpoint: str | Path, *, which: str = "teacher") -> 
         backbone = create_vit(cfg["arch"], patch_size=cfg["patch_size"], img_size=cfg["img_size"],
                               stem=cfg["stem"])
         prefix = "backbone."
-        weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
+        # float32 whatever the file stores (an exported model is float16)
+        weights = {k[len(prefix):]: v.float() if v.is_floating_point() else v
+                   for k, v in state[which].items() if k.startswith(prefix)}
         backbone.load_state_dict(weights, strict=True)
     except (KeyError, ValueError, RuntimeError) as err:
         detail = str(err).splitlines()[0][:200]
+        writer = "it was exported" if exported else "`amalib train` wrote it"
         raise CheckpointError(
-            f"{checkpoint}: its {which} weights do not fit the model its own config describes "
+            f"{path}: its {which} weights do not fit the model its own config describes "
             f"({cfg.get('arch')}/{cfg.get('patch_size')}: {detail}); the file was changed after "
-            "`amalib train` wrote it: use the checkpoint as written") from None
+            f"{writer}: use the file as written") from None
     return backbone.eval(), config
-

@@ -34,6 +34,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from amalib.checkpoint_io import SHIPPED_MODELS
+
 __all__ = ["IMAGE_SUFFIXES", "GALLERY_SPLITS", "backbone_fingerprint", "folder_gallery",
            "build_gallery_index", "load_query_model", "embed_images", "parse_gallery",
            "read_query_image"]
@@ -137,7 +139,7 @@ def build_gallery_index(checkpoint, gallery: str | None = None, *, kind: str = "
     """Extract a gallery with a checkpoint's teacher backbone and index it.
 
     Args:
-        checkpoint: An ``amalib train`` checkpoint.
+        checkpoint: An ``amalib train`` checkpoint or a shipped model's name (``ama_mini``).
         gallery: ``BENCHMARK:SPLIT`` or a folder (see the module docstring); default: the
             checkpoint's benchmark, ``test`` split.
         kind, params: The index (see :class:`amalib.retrieval.index.GalleryIndex`).
@@ -186,7 +188,9 @@ def build_gallery_index(checkpoint, gallery: str | None = None, *, kind: str = "
     labelled = bool((labels >= 0).all())
     model = config["model"]
     provenance = {
-        "checkpoint": {"path": str(Path(checkpoint).resolve()),
+        # a shipped model by its name (its file's place differs from one install to the next)
+        "checkpoint": {"path": str(checkpoint) if str(checkpoint) in SHIPPED_MODELS
+                       else str(Path(checkpoint).resolve()),
                        "weights_sha256": backbone_fingerprint(backbone)},
         "model": {k: model.get(k) for k in ("arch", "patch_size", "img_size", "stem")},
         "transform": transform_spec,
@@ -226,7 +230,7 @@ def load_query_model(index, checkpoint=None, *, device="cpu", with_config: bool 
         checkpoint = recorded.get("path")
         if checkpoint is None:
             raise GalleryIndexError(f"{where} records no checkpoint: pass --checkpoint")
-        if not Path(checkpoint).is_file():
+        if checkpoint not in SHIPPED_MODELS and not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint} (recorded in {where}); "
                                     "pass --checkpoint with its new location")
     backbone, config = load_trained_backbone(checkpoint)

@@ -17,6 +17,6 @@ _EXPORTS = {
     "step": ("Objective", "Outputs", "ama_losses", "forward"),
     "interrupt": ("StopRequest", "TrainingDivergedError", "TrainingInterrupted"),
     "trainer": ("Trainer", "train"),
-    "state": ("seed_everything", "export_teacher"),
+    "state": ("seed_everything", "export_teacher", "export_trained_model"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

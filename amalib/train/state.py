@@ -16,7 +16,8 @@ import torch
 
 from amalib.checkpoint_io import load_checkpoint, save_checkpoint
 
-__all__ = ["rng_state", "set_rng_state", "seed_everything", "export_teacher"]
+__all__ = ["rng_state", "set_rng_state", "seed_everything", "export_teacher",
+           "export_trained_model"]
 
 
 def rng_state() -> dict:
@@ -71,4 +72,25 @@ def export_teacher(checkpoint: str | Path, out: str | Path, *, half: bool = True
     payload = {"teacher": weights, "epoch": int(state["epoch"]), "kind": "backbone"}
     if centre is not None:
         payload["dino_loss"] = {"center": centre}
+    return save_checkpoint(payload, out)
+
+
+def export_trained_model(checkpoint: str | Path, out: str | Path, *, provenance: dict,
+                         metrics: list[dict] | None = None) -> Path:
+    """Write a run's teacher backbone as a small trained model (kind ``ama-model``, float16).
+
+    The file holds ``teacher`` (the ``backbone.*`` weights in float16: the DINO head, the
+    student and the optimiser state are left out, retrieval needs none of them), the run's
+    resolved ``config``, its ``epoch``, ``provenance`` (plain strings, numbers, lists and dicts:
+    how the run was made and what it scores) and ``metrics`` (the run's ``metrics.jsonl``
+    records; default: the checkpoint's history). Everything loads with ``weights_only=True``;
+    :func:`amalib.retrieval.evaluate.load_trained_backbone` reads it back in float32.
+    ``benchmarks/export_shipped_model.py`` writes the shipped ``amalib/assets/ama_mini.pth``.
+    """
+    state = load_checkpoint(checkpoint, expect="ama")
+    weights = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+               for k, v in state["teacher"].items() if k.startswith("backbone.")}
+    payload = {"kind": "ama-model", "teacher": weights, "config": state["config"],
+               "epoch": int(state["epoch"]), "provenance": dict(provenance),
+               "metrics": list(state.get("history", []) if metrics is None else metrics)}
     return save_checkpoint(payload, out)

@@ -9,10 +9,11 @@ needs, one module per job:
 * :mod:`~amalib.tutorial.profiles`: the **profile switch** (``cpu-mini``: the embedded
   mini-benchmark on the CPU, what CI executes; ``gpu-real``: a real benchmark with the official
   DINO ViT-B/16 weights on a GPU), with loud errors that name the missing files and how to get
-  them;
-* :mod:`~amalib.tutorial.runs`: "load the trained run if present, else train a short one"
-  (notebooks 05 and 06), the evaluation data and starting backbone of a config (the Trainer's
-  own, :mod:`amalib.train.build`), a few engine steps;
+  them; ``AMALIB_PROFILE``/``AMALIB_DEVICE`` force a profile and device from the environment;
+* :mod:`~amalib.tutorial.runs`: "load a trained model — the notebooks' own full run, the
+  demo's, or the one that ships with amalib (``ama_mini``) — or train one" (notebooks 05 and
+  06), the evaluation data and starting backbone of a config (the Trainer's own,
+  :mod:`amalib.train.build`), a few engine steps;
 * :mod:`~amalib.tutorial.analysis`: small diagnostics of AMA's pieces (cluster purity, prototype
   neighbours, the teacher's confidence in its own cluster, a toy DINO collapse experiment).
 
@@ -47,7 +48,9 @@ from amalib.tutorial.notebook import (
 )
 from amalib.tutorial.profiles import (
     CPU_SHORT_RUN,
+    DEVICE_VARIABLE,
     GPU_SHORT_RUN,
+    PROFILE_VARIABLE,
     PROFILES,
     TUTORIAL_RUNS,
     Profile,
@@ -57,10 +60,12 @@ from amalib.tutorial.profiles import (
     select_profile,
 )
 from amalib.tutorial.runs import (
+    SHIPPED_MODEL,
     eval_sets,
     find_trained_run,
     load_or_train,
     load_starting_backbone,
+    shipped_model_info,
     train_steps,
 )
 
@@ -70,10 +75,13 @@ from amalib.viz.matrices import plot_distance_matrices
 
 __all__ = [
     "CPU_SHORT_RUN",
+    "DEVICE_VARIABLE",
     "GPU_SHORT_RUN",
     "HOME_VARIABLE",
     "PROFILES",
+    "PROFILE_VARIABLE",
     "Profile",
+    "SHIPPED_MODEL",
     "ProfileUnavailableError",
     "cluster_purity",
     "dino_collapse_experiment",
@@ -96,6 +104,7 @@ __all__ = [
     "print_relative",
     "select_profile",
     "setup_notebook",
+    "shipped_model_info",
     "sketch_neighbour_shares",
     "show_as_jpeg",
     "to_image",

@@ -10,8 +10,10 @@ from pathlib import Path
 
 __all__ = [
     "CPU_SHORT_RUN",
+    "DEVICE_VARIABLE",
     "GPU_SHORT_RUN",
     "PROFILES",
+    "PROFILE_VARIABLE",
     "TUTORIAL_RUNS",
     "Profile",
     "ProfileUnavailableError",
@@ -23,6 +25,12 @@ __all__ = [
 #: The profiles a notebook can select with its ``PROFILE`` switch. ``auto`` is the embedded
 #: mini-benchmark on the GPU when one is present (``gpu-mini``), else on the CPU (``cpu-mini``).
 PROFILES = ("auto", "cpu-mini", "gpu-mini", "gpu-real")
+
+#: Environment variables that override the notebooks' ``PROFILE`` cell and the profile's device,
+#: e.g. ``AMALIB_PROFILE=gpu-mini AMALIB_DEVICE=cpu`` runs the GPU profile's code path (its
+#: full training run and its assertions) on a CPU. ``select_profile`` prints that it was forced.
+PROFILE_VARIABLE = "AMALIB_PROFILE"
+DEVICE_VARIABLE = "AMALIB_DEVICE"
 
 #: Where the notebooks write their runs (relative to the project root), one folder per profile.
 TUTORIAL_RUNS = Path("runs/tutorial")
@@ -78,8 +86,8 @@ class Profile:
         name: ``"cpu-mini"`` or ``"gpu-real"``.
         config_name: Shipped config (``"mini"``, ``"sketchy25"``, …).
         overrides: Dotted overrides applied to every config of the profile.
-        short_run: Extra overrides of the short training run of notebooks 05/06.
-        device: ``"cpu"`` or ``"cuda"``.
+        short_run: Extra overrides of the short training run of notebook 05.
+        device: ``"cpu"`` or ``"cuda"`` (``AMALIB_DEVICE`` can force either).
         description: One line for the notebook.
     """
 
@@ -89,6 +97,7 @@ class Profile:
     short_run: tuple[str, ...] = ()
     device: str = "cpu"
     description: str = ""
+    full_run: tuple[str, ...] = ()
 
     def config(self, *overrides: str) -> dict:
         """The resolved config of the profile with further ``key=value`` overrides."""
@@ -100,10 +109,21 @@ class Profile:
         """The config of the profile's short training run."""
         return self.config(*self.short_run, *overrides)
 
+    def full_run_config(self, *overrides: str) -> dict:
+        """The config of the profile's full run, the one ``load_or_train(..., train=True)``
+        trains: on the mini-benchmark the ``mini`` preset as ``amalib demo`` trains it (6
+        epochs); on ``gpu-real`` the release's recipe compressed into 3 epochs."""
+        return self.config(*self.full_run, *overrides)
+
     @property
     def run_dir(self) -> Path:
-        """``runs/tutorial/<profile>``: the notebooks' training run (relative to the root)."""
+        """``runs/tutorial/<profile>``: notebook 05's short run (relative to the root)."""
         return TUTORIAL_RUNS / self.name
+
+    @property
+    def full_run_dir(self) -> Path:
+        """``runs/tutorial/<profile>-full``: the notebooks' own full run (``TRAIN = True``)."""
+        return TUTORIAL_RUNS / f"{self.name}-full"
 
 
 def missing_gpu_profile_files(benchmark: str, data_root, weights) -> list[str]:
@@ -140,8 +160,14 @@ def select_profile(
     data_root: str | Path | None = None,
     weights: str | Path | None = None,
     overrides: Sequence[str] = (),
+    log=print,
 ) -> Profile:
     """The profile a notebook's ``PROFILE`` switch names; refuses loudly when it cannot run.
+
+    The environment overrides the cell: ``AMALIB_PROFILE`` replaces ``name`` and
+    ``AMALIB_DEVICE`` (``cpu``, ``cuda`` or ``cuda:N``) the profile's device, so that
+    ``AMALIB_PROFILE=gpu-mini AMALIB_DEVICE=cpu jupyter nbconvert --execute ...`` runs the GPU
+    profile's code path on a CPU. A forced value is printed (``log``).
 
     ``cpu-mini`` needs nothing: the mini-benchmark is generated into ``data/mini`` and the small
     starting backbone ships with amalib. ``gpu-mini`` is the same on a CUDA GPU, with the full
@@ -158,6 +184,7 @@ def select_profile(
         weights: DINO checkpoint of ``gpu-real``.
         overrides: Extra ``key=value`` config overrides for every config of the profile (e.g.
             ``["model.pretrained=none"]`` to start from random weights on purpose).
+        log: Where the line saying that the environment forced the profile goes.
 
     Raises:
         amalib.config.ConfigError: (a ``ValueError``) unknown profile or benchmark name,
@@ -165,25 +192,50 @@ def select_profile(
         ProfileUnavailableError: ``gpu-mini`` without a GPU; ``gpu-real`` without its GPU, data
             or weights.
     """
+    import os
+
     from amalib.config import ConfigError
 
+    forced = os.environ.get(PROFILE_VARIABLE, "").strip()
+    if forced:
+        if forced not in PROFILES:
+            raise ConfigError(f"{PROFILE_VARIABLE}={forced!r} is not a profile; choose one of "
+                              f"{PROFILES} or unset it")
+        log(f"profile forced to {forced!r} by {PROFILE_VARIABLE} (the cell says {name!r})")
+        name = forced
     if not isinstance(name, str) or name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {PROFILES}")
     if isinstance(overrides, (str, bytes)):
         raise ConfigError(f"overrides must be a list of 'key.sub=value' strings, e.g. "
                           f"['train.epochs=3'], got the string {overrides!r}")
-    profile = _select_profile(name, benchmark, data_root, weights, tuple(overrides))
+    device = os.environ.get(DEVICE_VARIABLE, "").strip() or None
+    if device is not None:
+        import re
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise ConfigError(f"{DEVICE_VARIABLE}={device!r}: expected cpu, cuda or cuda:N")
+        if device.startswith("cuda") and gpu_name() is None:
+            raise ProfileUnavailableError(f"{DEVICE_VARIABLE}={device} but no CUDA GPU is "
+                                          f"visible; unset it or set {DEVICE_VARIABLE}=cpu")
+    profile = _select_profile(name, benchmark, data_root, weights, tuple(overrides),
+                              device)
+    if device is not None:
+        log(f"device forced to {device!r} by {DEVICE_VARIABLE} (profile {profile.name})")
     profile.short_run_config()  # a bad override is an error now, not in a later cell
+    profile.full_run_config()
     return profile
 
 
-def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tuple) -> Profile:
+def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tuple,
+                    device: str | None = None) -> Profile:
+    """The profile; ``device`` (``AMALIB_DEVICE``) replaces its device and lifts the GPU check."""
     from amalib.config import ConfigError
 
+    on = "the CPU (forced)" if device == "cpu" else (gpu_name() or "the CPU")
     if name == "auto":
         name = "gpu-mini" if gpu_name() is not None else "cpu-mini"
     if name == "gpu-mini":
-        if gpu_name() is None:
+        if gpu_name() is None and device is None:
             raise ProfileUnavailableError(
                 "PROFILE = 'gpu-mini' needs a CUDA GPU and none is visible (Colab: Runtime > "
                 "Change runtime type > GPU); PROFILE = 'auto' picks the CPU when there is none.")
@@ -192,8 +244,8 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
             config_name="mini",
             overrides=tuple(overrides),
             short_run=(),
-            device="cuda",
-            description=f"the embedded mini-benchmark (generated into data/mini) on {gpu_name()}",
+            device=device or "cuda",
+            description=f"the embedded mini-benchmark (generated into data/mini) on {on}",
         )
     if name == "cpu-mini":
         return Profile(
@@ -201,8 +253,9 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
             config_name="mini",
             overrides=("data.num_workers=0", *overrides),
             short_run=CPU_SHORT_RUN,
-            device="cpu",
-            description="the embedded mini-benchmark (generated into data/mini) on the CPU",
+            device=device or "cpu",
+            description="the embedded mini-benchmark (generated into data/mini) on "
+                        + ("the CPU" if (device or "cpu") == "cpu" else str(gpu_name())),
         )
     from amalib.data.benchmarks import BENCHMARKS
 
@@ -211,7 +264,7 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
                           f"one of {', '.join(sorted(set(BENCHMARKS) - {'mini'}))}")
     problems = [f"missing: {item}" for item in missing_gpu_profile_files(benchmark, data_root,
                                                                           weights)]
-    if gpu_name() is None:
+    if gpu_name() is None and device != "cpu":
         problems.append("no CUDA GPU is visible (Colab: Runtime > Change runtime type > GPU)")
     if problems:
         raise ProfileUnavailableError(
@@ -230,6 +283,7 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
         config_name=benchmark,
         overrides=(f"data.root={data_root}", f"model.pretrained={weights}", *overrides),
         short_run=GPU_SHORT_RUN,
-        device="cuda",
-        description=f"{benchmark} with the official DINO ViT-B/16 weights on {gpu_name()}",
+        full_run=GPU_SHORT_RUN,  # the release's 200 epochs are not a notebook's run
+        device=device or "cuda",
+        description=f"{benchmark} with the official DINO ViT-B/16 weights on {on}",
     )

@@ -1,5 +1,6 @@
-"""Runs of the notebooks: the data and backbone a run starts from, "load the trained run if
-present, else train a short one" (notebooks 05 and 06), and a few steps of the engine.
+"""Runs of the notebooks: the data and backbone a run starts from, "load a trained model (the
+notebooks' own full run, the demo's, or the one that ships with amalib), or train one"
+(notebooks 05 and 06), and a few steps of the engine.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from pathlib import Path
 
 from amalib.tutorial.profiles import Profile
 
-__all__ = ["eval_sets", "find_trained_run", "load_or_train", "load_starting_backbone",
-           "train_steps"]
+__all__ = ["SHIPPED_MODEL", "eval_sets", "find_trained_run", "load_or_train",
+           "load_starting_backbone", "shipped_model_info", "train_steps"]
 
 
 def eval_sets(config: dict) -> dict:
@@ -61,19 +62,56 @@ def find_trained_run(candidates: Sequence[str | Path]) -> Path | None:
     return None
 
 
-def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None = None,
-                  log=print) -> tuple:
-    """The teacher backbone of a trained run: found on disk when present, else trained now.
+#: The trained model that ships with amalib and the benchmark it was trained on.
+SHIPPED_MODEL = "ama_mini"
 
-    Looks, in order, at the notebooks' run ``runs/tutorial/<profile>`` (used only if its saved
-    config is the profile's short-run config, so a stale run is retrained) and at the candidates
-    (default: the demo's ``runs/demo/train``; used when their benchmark is the profile's). When
-    nothing fits, trains the profile's short run into ``runs/tutorial/<profile>`` — the same run
-    notebook 05 trains, so notebook 06 shows the same numbers whichever ran first.
+
+def shipped_model_info(name: str = SHIPPED_MODEL) -> dict:
+    """What a shipped model's file records besides its weights.
 
     Returns:
-        ``(backbone, config, checkpoint_path)``: the teacher backbone in eval mode on
-        ``profile.device``, the run's config and the checkpoint it came from.
+        ``{"provenance", "metrics", "config", "epoch"}``: how the run was made (command,
+        config name, seed, torch threads, before/after metrics, …), its ``metrics.jsonl``
+        records (one per epoch, as :func:`amalib.viz.curves.plot_training_curves` reads them),
+        its resolved config and its number of epochs.
+    """
+    from amalib.checkpoint_io import load_checkpoint
+
+    state = load_checkpoint(name, expect="ama-model")
+    return {key: state[key] for key in ("provenance", "metrics", "config", "epoch")}
+
+
+def _fits(config: dict, wanted: dict) -> bool:
+    """Whether a trained run's config is on the wanted config's benchmark with its model."""
+    model = ("arch", "patch_size", "img_size", "stem")
+    return (config.get("benchmark") == wanted.get("benchmark")
+            and config["data"].get("generate") == wanted["data"].get("generate")
+            and all(config["model"].get(k) == wanted["model"].get(k) for k in model))
+
+
+def load_or_train(profile: Profile, *, train: bool = False,
+                  candidates: Sequence[str | Path] | None = None, log=print) -> tuple:
+    """A trained teacher backbone for the profile: found on disk or shipped, else trained now.
+
+    Looks, in order, for
+
+    1. the notebooks' own full run, ``runs/tutorial/<profile>-full`` (or notebook 05's run
+       ``runs/tutorial/<profile>`` where that is the full run, as on ``gpu-mini``), used only
+       when its saved config is :meth:`Profile.full_run_config` and it finished;
+    2. the candidates (default: ``runs/demo/train``, what ``make demo`` writes) on the
+       profile's benchmark;
+    3. the model that ships with amalib (``ama_mini``: the teacher of ``amalib demo --seed 0``)
+       on the mini-benchmark.
+
+    With ``train=True`` (the notebooks' ``TRAIN = True``), or when nothing fits (``gpu-real``),
+    it trains the profile's full run into ``runs/tutorial/<profile>-full`` instead: on the
+    mini-benchmark the ``mini`` preset (about 20 minutes on two CPU cores), on ``gpu-real`` the
+    compressed release recipe. It says which one it loaded (``log``).
+
+    Returns:
+        ``(backbone, config, checkpoint)``: the teacher backbone in eval mode on
+        ``profile.device``, the run's config and the checkpoint it came from (a path, or the
+        shipped model's name, which every command and loader accepts as a checkpoint).
     """
     from amalib.checkpoint_io import load_checkpoint
     from amalib.config import ConfigError
@@ -86,37 +124,52 @@ def load_or_train(profile: Profile, *, candidates: Sequence[str | Path] | None =
                           f"{profile!r}")
     if isinstance(candidates, (str, Path)):  # one run directory or checkpoint
         candidates = [candidates]
-    wanted = profile.short_run_config()
-    own = find_trained_run([profile.run_dir])
-    if own is not None:
-        try:
-            state = load_checkpoint(own, expect="ama")
-        except CheckpointError as err:
-            raise CheckpointError(f"{err} (the notebooks' own run: delete {own.as_posix()} to "
-                                  "train it again)") from None
-        if state.get("config") == wanted and \
-                int(state.get("epoch", -1)) == int(wanted["train"]["epochs"]):
-            backbone, cfg = load_trained_backbone(own)
-            log(f"loaded the notebooks' run {own.as_posix()} (after {state['epoch']} epochs)")
-            return backbone.to(profile.device), cfg, own
-        log(f"{own.as_posix()} holds another run; it will be replaced")
-    if candidates is None:
-        candidates = [Path("runs/demo/train")]
-    found = find_trained_run(candidates)
-    if found is not None:
-        backbone, cfg = load_trained_backbone(found)
-        if cfg.get("benchmark") == wanted.get("benchmark"):
-            log(f"loaded {found.as_posix()}")
-            return backbone.to(profile.device), cfg, found
-    log(f"no trained run found: training the short {profile.name} run into "
-        f"{profile.run_dir.as_posix()} ...")
-    metrics = profile.run_dir / "metrics.jsonl"
+    wanted = profile.full_run_config()
+    if not train:
+        for own in dict.fromkeys([profile.full_run_dir, profile.run_dir]):
+            found = find_trained_run([own])
+            if found is None:
+                continue
+            try:
+                state = load_checkpoint(found, expect="ama")
+            except CheckpointError as err:
+                raise CheckpointError(f"{err} (the notebooks' own run: delete "
+                                      f"{found.as_posix()} to train it again)") from None
+            if state.get("config") == wanted and \
+                    int(state.get("epoch", -1)) == int(wanted["train"]["epochs"]):
+                backbone, cfg = load_trained_backbone(found)
+                log(f"loaded the notebooks' full run {found.as_posix()} (after {state['epoch']} "
+                    "epochs)")
+                return backbone.to(profile.device), cfg, found
+        found = find_trained_run(candidates if candidates is not None
+                                 else [Path("runs/demo/train")])
+        if found is not None:
+            backbone, cfg = load_trained_backbone(found)
+            if _fits(cfg, wanted):
+                log(f"loaded {found.as_posix()}")
+                return backbone.to(profile.device), cfg, found
+        info = shipped_model_info(SHIPPED_MODEL)
+        if _fits(info["config"], wanted):
+            backbone, cfg = load_trained_backbone(SHIPPED_MODEL)
+            prov = info["provenance"]
+            log(f"loaded the model that ships with amalib, {SHIPPED_MODEL}: the teacher of "
+                f"`{prov['command']}` ({prov['config_name']} preset, {prov['epochs']} epochs; "
+                f"mAP@all {prov['before']['mAP@all']:.3f} -> {prov['after']['mAP@all']:.3f}). "
+                "TRAIN = True trains your own.")
+            return backbone.to(profile.device), cfg, SHIPPED_MODEL
+        log(f"no trained run found for {profile.name}")
+    run_dir = profile.full_run_dir
+    t = wanted["train"]
+    log(f"training the full {profile.name} run ({t['epochs']} epochs"
+        + (f" of at most {t['max_steps_per_epoch']} steps" if t.get("max_steps_per_epoch")
+           else "") + f") into {run_dir.as_posix()} ...")
+    metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         metrics.unlink()
-    trainer = Trainer(wanted, profile.run_dir, device=profile.device, progress=False,
+    trainer = Trainer(wanted, run_dir, device=profile.device, progress=False,
                       log=lambda _line: None)
     trainer.fit()
-    checkpoint = profile.run_dir / "checkpoint.pth"
+    checkpoint = run_dir / "checkpoint.pth"
     backbone, cfg = load_trained_backbone(checkpoint)
     return backbone.to(profile.device), cfg, checkpoint
 

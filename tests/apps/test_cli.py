@@ -168,3 +168,24 @@ def test_retrieve_needs_one_sketch(capsys):
     with pytest.raises(SystemExit):
         main(["retrieve", "--checkpoint", "c.pth"])
     assert "--sketch" in capsys.readouterr().err
+
+
+def test_eval_generates_the_embedded_benchmark_on_first_use(capsys, tmp_path):
+    """A fresh clone has no data/mini: `amalib eval --checkpoint ama_mini` generates it, as
+    training does (here a tiny benchmark, into a folder that does not exist yet)."""
+    import torch
+
+    from amalib.config import load_config
+    from amalib.models import create_vit
+
+    root = tmp_path / "fresh" / "mini"
+    cfg = load_config("mini", tiny_overrides(root))
+    m = cfg["model"]
+    backbone = create_vit(m["arch"], patch_size=m["patch_size"], img_size=m["img_size"],
+                          stem=m["stem"])
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"config": cfg,
+                "teacher": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}}, path)
+    code, out, err = _run(capsys, "eval", "--checkpoint", str(path), "--no-progress")
+    assert code == 0, err
+    assert (root / "zeroshot").is_dir() and "mAP@all" in out
