@@ -138,15 +138,8 @@ def test_badge_install_cell_and_profile_switch(name):
     assert nb["cells"][-1]["cell_type"] == "markdown" and "## Summary" in last
 
 
-# Notebook 04 is being rewritten on another branch; it takes the install cell, the Colab metadata
-# and its time line when that branch is merged (then this set is empty).
-NOT_YET = {"04_mutual_alignment"}
-
-
 @pytest.mark.parametrize("name", SERIES)
 def test_one_install_cell_that_says_what_to_do_when_it_fails(name):
-    if name in NOT_YET:
-        pytest.skip(f"{name}: install cell updated when its branch is merged")
     install = "".join(code_cells(load(name))[0]["source"])
     assert install == "".join(code_cells(load(SERIES[0]))[0]["source"]), \
         f"{name}: the install cell differs from {SERIES[0]}'s"
@@ -160,8 +153,6 @@ def test_one_install_cell_that_says_what_to_do_when_it_fails(name):
 
 @pytest.mark.parametrize("name", SERIES)
 def test_colab_gpu_runtime_and_cpu_time(name):
-    if name in NOT_YET:
-        pytest.skip(f"{name}: metadata and time line updated when its branch is merged")
     nb = load(name)
     assert nb["metadata"]["accelerator"] == "GPU"  # Colab opens a GPU runtime
     assert nb["metadata"]["colab"]["gpuType"] and "provenance" in nb["metadata"]["colab"]
