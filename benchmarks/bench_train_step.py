@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             out = step(batch, epoch, global_step)
             sync(device)
+            if isinstance(out, tuple):  # Trainer.train_step: (losses, filter statistics)
+                out = out[0]
             elapsed = time.perf_counter() - t0
             if i >= args.warmup:
                 times[name].append(elapsed)
