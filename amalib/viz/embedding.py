@@ -56,20 +56,22 @@ def plot_embedding(ax, points: np.ndarray, labels: np.ndarray, domains: np.ndarr
     classes = np.unique(labels)
     palette = class_palette(len(classes))
     for colour, c in zip(palette, classes):
-        for domain, marker, size in (("photo", "o", 18), ("sketch", "x", 16)):
+        for domain, marker, size in (("photo", "o", 34), ("sketch", "x", 30)):
             m = (labels == c) & (domains == domain)
             if m.any():
                 # photos: filled discs with a white rim, so overlapping ones stay countable
                 ax.scatter(points[m, 0], points[m, 1], s=size, marker=marker, color=colour,
-                           alpha=0.75, linewidths=0.9 if marker == "x" else 0.4,
+                           alpha=0.75, linewidths=1.2 if marker == "x" else 0.5,
                            **({} if marker == "x" else {"edgecolors": "white"}))
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    handles = [ax.scatter([], [], marker="o", color="grey", label="photo"),
-               ax.scatter([], [], marker="x", color="grey", label="sketch")]
+    # The domains' glyphs in black: grey could be read as one of the classes' colours.
+    handles = [ax.scatter([], [], s=34, marker="o", color="black", label="photo"),
+               ax.scatter([], [], s=30, marker="x", color="black", linewidths=1.2,
+                          label="sketch")]
     if class_names is not None and len(classes) <= 12:
-        handles += [ax.scatter([], [], marker="s", color=col, label=class_names[c])
+        handles += [ax.scatter([], [], s=34, marker="s", color=col, label=class_names[c])
                     for col, c in zip(palette, classes)]
     if legend:
         ax.legend(handles=handles, fontsize=7, loc="best", markerscale=1.2)

@@ -50,3 +50,13 @@ def test_plot_umap_titles_say_what_is_subsampled_and_one_legend(monkeypatch):
     assert sorted(map(tuple, offsets[0])) == sorted(map(tuple, offsets[1]))
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == ["photo", "sketch", "a", "b"]
+
+
+def test_domain_legend_glyphs_are_black_not_a_class_colour():
+    points = np.arange(8, dtype=float).reshape(4, 2)
+    labels = np.array([0, 0, 1, 1])
+    domains = np.array(["photo", "sketch"] * 2)
+    fig, ax = plt.subplots()
+    handles = embedding.plot_embedding(ax, points, labels, domains, ["a", "b"], legend=False)
+    for h in handles[:2]:
+        assert tuple(h.get_facecolor()[0][:3]) == (0.0, 0.0, 0.0)
