@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_ablation"]
+__all__ = ["plot_ablation", "plot_paired_differences"]
 
 
 def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None = None,
@@ -45,5 +45,46 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     ax.set_xlim(0, min(1.0, max(v.max() for v in values) * 1.3))
     ax.set_xlabel(f"{metric} on the unseen classes (0 to 1)")
     ax.set_title(f"ablation: {metric} per row (dots: individual seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_differences(differences, *, title: str = ""):
+    """What each added term changes, seed by seed: one row per term, a dot per seed, the mean and
+    its 95 % interval, and zero.
+
+    Args:
+        differences: Records with ``term``, ``base``, ``row``, ``metric``, ``differences`` (one
+            per seed), ``mean``, ``low`` and ``high``
+            (:func:`amalib.experiments.ablation.paired_differences`).
+        title: Figure title.
+
+    Returns:
+        A matplotlib Figure: an interval that does not cross the zero line is a resolved effect.
+    """
+    import matplotlib.pyplot as plt
+
+    differences = list(differences)
+    fig, ax = plt.subplots(figsize=(9.5, 0.8 * len(differences) + 1.6))
+    y = np.arange(len(differences))[::-1]
+    for yi, d in zip(y, differences):
+        colour = "#2ca02c" if d.low > 0 else "#d62728" if d.high < 0 else "#7f7f7f"
+        if np.isfinite(d.low):
+            ax.hlines(yi, d.low, d.high, color=colour, linewidth=3, alpha=0.6)
+        ax.plot(d.differences, np.full(len(d.differences), yi), "k.", ms=8)
+        ax.plot([d.mean], [yi], "|", color=colour, ms=18, mew=2.5)
+    ax.axvline(0, color="black", lw=1)
+
+    def label(d) -> str:
+        interval = (f" [{d.low:+.4f}, {d.high:+.4f}]" if np.isfinite(d.low) else "")
+        verdict = " resolved" if (d.low > 0 or d.high < 0) else ""
+        return f"+ {d.term}: {d.mean:+.4f}{interval}{verdict}\n({d.base} -> {d.row})"
+
+    ax.set_yticks(y, [label(d) for d in differences], fontsize=8)
+    metric = differences[0].metric if differences else ""
+    ax.set_xlabel(f"change in {metric} when the term is added (same seed)")
+    ax.set_title(title or "each term's effect, paired by seed: dots = seeds, tick = mean, bar = "
+                 "95 % interval\n(green: helps, red: hurts, grey: not resolved from zero)",
+                 fontsize=9)
     fig.tight_layout()
     return fig

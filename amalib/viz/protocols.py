@@ -131,27 +131,37 @@ def plot_per_class_ap(rows: Sequence[Mapping], *, title: str = "", n: int | None
 
 def plot_protocol_comparison(results: Mapping[str, Mapping],
                              keys: Sequence[str] = ("mAP@all", "mAP@200", "P@100", "P@200"), *,
-                             title: str = ""):
+                             chance: Mapping[str, Mapping] | None = None, title: str = ""):
     """Grouped bars: for each metric, one bar per protocol (or model × protocol).
 
     Args:
         results: ``{name: metrics}``, e.g. ``{"zs": ..., "gzs": ..., "p2s": ...}`` as returned by
             :func:`amalib.retrieval.evaluate.protocol_report` or :mod:`amalib.protocols`.
         keys: The metrics to show.
+        chance: ``{name: metrics}``: each bar's chance level (a random ranking of that
+            protocol's own gallery, :func:`amalib.metrics.chance_levels`), drawn as a black
+            tick across the bar. Names missing from it get no tick.
         title: Figure title.
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     width = 0.8 / max(len(results), 1)
     x = np.arange(len(keys))
+    top = 0.0
     for i, (name, metrics) in enumerate(results.items()):
         values = [metrics[k] for k in keys]
-        bars = ax.bar(x + (i - (len(results) - 1) / 2) * width, values, width, label=name)
+        centres = x + (i - (len(results) - 1) / 2) * width
+        bars = ax.bar(centres, values, width, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        top = max(top, *values)
+        if chance is not None and name in chance:
+            levels = [chance[name][k] for k in keys]
+            ax.hlines(levels, centres - width / 2, centres + width / 2, colors="black",
+                      linewidth=2, label="chance (random ranking)" if i == 0 else None)
     ax.set_xticks(x, list(keys))
-    ax.set(xlabel="metric", ylabel="value", ylim=(0, 1.05),
+    ax.set(xlabel="metric", ylabel="value (0 to 1)", ylim=(0, min(1.0, top * 1.2)),
            title=title or "retrieval protocols compared")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig

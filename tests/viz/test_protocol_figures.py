@@ -97,3 +97,45 @@ def test_protocol_comparison_grouped_bars():
     assert [t.get_text() for t in ax.get_xticklabels()] == list(zs)
     assert len(ax.patches) == 8
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zs", "gzs"]
+
+
+def test_protocol_bars_carry_each_protocols_chance_tick():
+    import matplotlib.pyplot as plt
+
+    from amalib.viz.protocols import plot_protocol_comparison
+
+    keys = ("mAP@all", "P@100")
+    results = {"zs": {"mAP@all": 0.4, "P@100": 0.3}, "p2s": {"mAP@all": 0.5, "P@100": 0.35}}
+    chance = {"zs": {"mAP@all": 0.12, "P@100": 0.1}, "p2s": {"mAP@all": 0.2, "P@100": 0.09}}
+    fig = plot_protocol_comparison(results, keys, chance=chance)
+    ax = fig.axes[0]
+    levels = sorted(seg[0][1] for c in ax.collections for seg in c.get_segments())
+    assert levels == sorted([0.12, 0.1, 0.2, 0.09])  # one tick per bar, at its chance level
+    assert ax.get_ylim()[1] == pytest.approx(0.6)  # not stretched to 1.05
+    assert fig.get_size_inches()[0] * 72 >= 600
+    plt.close(fig)
+
+
+def test_paired_differences_figure_draws_every_seed_and_interval():
+    import matplotlib.pyplot as plt
+
+    from amalib.experiments.ablation import paired_differences
+    from amalib.viz.ablation import plot_paired_differences
+
+    rows = lambda v: {s: {"mAP@all": x} for s, x in v.items()}  # noqa: E731
+    table = {"SD only": rows({"0": 0.40, "1": 0.40, "2": 0.40}),
+             "SD + CC": rows({"0": 0.44, "1": 0.45, "2": 0.46}),
+             "SD + CC + MA": rows({"0": 0.45, "1": 0.44, "2": 0.47})}
+    diffs = paired_differences(table)
+    fig = plot_paired_differences(diffs)
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "."]
+    assert sorted(x for line in dots for x in line.get_xdata()) == pytest.approx(
+        sorted(x for d in diffs for x in d.differences))
+    spans = sorted((seg[0][0], seg[1][0]) for c in ax.collections for seg in c.get_segments())
+    want = sorted((d.low, d.high) for d in diffs)
+    assert [x for s in spans for x in s] == pytest.approx([x for s in want for x in s])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0].startswith("+ CC: +0.0500") and "resolved" in labels[0]
+    assert fig.get_size_inches()[0] * 72 >= 600
+    plt.close(fig)
