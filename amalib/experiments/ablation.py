@@ -409,8 +409,8 @@ def format_differences(table: dict, metric: str = "mAP@all") -> str:
     for d in paired_differences(table, metric):
         interval = (f"[{d.low:+.4f}, {d.high:+.4f}]" if len(d.seeds) > 1
                     else "(one seed: none)")
-        verdict = ("yes, it helps" if d.low > 0 else "yes, it hurts" if d.high < 0
-                   else "no") if len(d.seeds) > 1 else "no"
+        verdict = ("no" if not d.resolved else "yes, it helps" if d.mean > 0
+                   else "yes, it hurts")
         lines.append(f"| {d.term} ({d.base} -> {d.row}) | {len(d.seeds)} | {d.mean:+.4f} | "
                      f"{interval} | {verdict} |")
     return "\n".join(lines)

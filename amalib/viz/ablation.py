@@ -55,7 +55,7 @@ def plot_paired_differences(differences, *, title: str = ""):
 
     Args:
         differences: Records with ``term``, ``base``, ``row``, ``metric``, ``differences`` (one
-            per seed), ``mean``, ``low`` and ``high``
+            per seed), ``mean``, ``low``, ``high`` and ``resolved``
             (:func:`amalib.experiments.ablation.paired_differences`).
         title: Figure title.
 
@@ -77,7 +77,7 @@ def plot_paired_differences(differences, *, title: str = ""):
 
     def label(d) -> str:
         interval = (f" [{d.low:+.4f}, {d.high:+.4f}]" if np.isfinite(d.low) else "")
-        verdict = " resolved" if (d.low > 0 or d.high < 0) else ""
+        verdict = " resolved" if d.resolved else ""
         return f"+ {d.term}: {d.mean:+.4f}{interval}{verdict}\n({d.base} -> {d.row})"
 
     ax.set_yticks(y, [label(d) for d in differences], fontsize=8)
