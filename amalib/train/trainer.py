@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -721,12 +722,18 @@ class Trainer:
             record["eval"] = self.evaluate()
         return record
 
-    def fit(self) -> list[dict]:
+    def fit(self, keep_after: Sequence[int] = ()) -> list[dict]:
         """Train from ``start_epoch`` to ``train.epochs``; returns the per-epoch history.
 
         Each epoch's record goes to the log and ``metrics.jsonl`` (draw it with
         :func:`amalib.viz.curves.plot_training_curves`); a checkpoint follows every
         ``train.checkpoint_every`` epochs and the last.
+
+        Args:
+            keep_after: Epoch counts ``n`` after which the training state is also kept as
+                ``checkpoint_epoch{n}.pth`` (``checkpoint.pth`` is overwritten): another run
+                that trains its first ``n`` epochs identically resumes from it (the ablation's
+                rows, which differ only in when terms switch on, share their first epochs).
 
         Raises:
             TrainingInterrupted: SIGINT/SIGTERM; the current step finished and a checkpoint
@@ -750,6 +757,8 @@ class Trainer:
                 if (epoch + 1) % int(self.cfg["train"]["checkpoint_every"]) == 0 or \
                         epoch == self.epochs - 1:
                     self._save(epoch + 1, 0)
+                if epoch + 1 in keep_after:
+                    self._save(epoch + 1, 0, f"checkpoint_epoch{epoch + 1}.pth")
             if stop.signal is not None:
                 # During the last epoch's evaluation: training is complete, but the caller was
                 # asked to stop and must not carry on as if nothing happened.

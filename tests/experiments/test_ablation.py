@@ -324,3 +324,67 @@ def test_results_file_holds_the_paired_differences():
     assert shipped["paired_differences"] == again["paired_differences"]
     terms = [d["term"] for d in shipped["paired_differences"]["mAP@all"]]
     assert terms == ["CC", "MA", "SG"]
+
+
+def test_shared_epochs_counts_the_epochs_two_rows_train_alike():
+    from amalib.config import load_config
+
+    def row(name, *extra):
+        return load_config("mini", [*ABLATIONS[name], *extra])
+
+    # mini: epoch 0 is SD only everywhere; at epoch 1 the CC rows run k-means (CC's weight is
+    # still 0) and SD only does not; MA and SG start at epoch 2.
+    assert ablation.shared_epochs(row("SD only"), row("SD + CC")) == 1
+    assert ablation.shared_epochs(row("SD only"), row(AMA)) == 1
+    assert ablation.shared_epochs(row("SD + CC"), row("SD + CC + MA")) == 2
+    assert ablation.shared_epochs(row("SD + CC + MA"), row(AMA)) == 2
+    assert ablation.shared_epochs(row(AMA), row(AMA)) == 6  # the whole run
+    # Another seed, learning rate or start epoch: nothing is shared.
+    assert ablation.shared_epochs(row("SD only"), row("SD + CC", "train.seed=1")) == 0
+    assert ablation.shared_epochs(row("SD only"), row("SD + CC", "train.lr=0.001")) == 0
+    assert ablation.shared_epochs(row(AMA), row(AMA, "loss.schedule.sg_start_epoch=3")) == 0
+    # The evaluation cadence draws nothing from the training: it does not count.
+    assert ablation.shared_epochs(row(AMA), row(AMA, "eval.every=2")) == 6
+
+
+@pytest.mark.slow
+def test_rows_resumed_from_a_shared_prefix_end_as_when_trained_alone(tiny_root, tmp_path,
+                                                                     monkeypatch):
+    # mini's schedule in three epochs: CC enters at epoch 1 with weight 0, MA and SG at 2.
+    from amalib.config import load_config
+    from amalib.train.trainer import Trainer
+
+    extra = {"train.epochs": 3, "loss.schedule.cc_start_epoch": 1,
+             "loss.schedule.cc_ramp_end_epoch": 2, "loss.schedule.ma_start_epoch": 2,
+             "loss.schedule.sg_start_epoch": 2, "data.num_workers": 2, "model.stem": "cnn"}
+    overrides = tiny_overrides(tiny_root, **extra)
+    trained = []
+    one_epoch = Trainer.train_one_epoch
+
+    def spy(self, epoch, stop=None):
+        trained.append((self.run_dir.name, epoch))
+        return one_epoch(self, epoch, stop)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", spy)
+    out = tmp_path / "ablation"
+    table = run_ablation(out, seeds=(0,), overrides=overrides,
+                         rows=("sd", "sd+cc", "sd+cc+ma", "ama"), log=lambda _line: None)
+    # 3 + 2 + 1 + 1 epochs instead of 4 x 3.
+    assert trained == [("SD_only_seed0", 0), ("SD_only_seed0", 1), ("SD_only_seed0", 2),
+                       ("SD+CC_seed0", 1), ("SD+CC_seed0", 2),
+                       ("SD+CC+MA_seed0", 2), ("SD+CC+MA+SG_seed0", 2)]
+    records = [json.loads(line) for line in
+               (out / "SD+CC+MA+SG_seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("trained_in")) for r in records] == [
+        (0, "SD_only_seed0"), (1, "SD+CC_seed0"), (2, None)]
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", one_epoch)
+    for name, switches in ABLATIONS.items():
+        cfg = load_config("mini", [*overrides, *switches, "train.seed=0", "eval.every=3"])
+        alone = Trainer(cfg, tmp_path / "alone" / name.replace(" ", ""), log=lambda _line: None)
+        alone.fit()
+        assert table[name]["0"] == {k: alone.history[-1]["eval"][k] for k in METRIC_KEYS}, name
+        resumed = torch.load(out / ablation._run_name(name, 0) / "checkpoint.pth",
+                             weights_only=True)["teacher"]
+        for key, value in alone.teacher.state_dict().items():
+            assert torch.equal(resumed[key], value), (name, key)
