@@ -344,7 +344,7 @@ def _cmd_eval(args) -> int:
     device = init_distributed(args.device).device
     dcfg = cfg["data"]
     if dcfg.get("generate"):  # the embedded benchmark (e.g. of `ama_mini`): generated on first use
-        from amalib.train.trainer import ensure_generated_data
+        from amalib.config import ensure_generated_data
 
         ensure_generated_data(dcfg)
     spec = _spec(dcfg["root"], cfg["benchmark"])

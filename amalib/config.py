@@ -46,7 +46,7 @@ from amalib.errors import AmalibError
 
 __all__ = ["ConfigError", "available_configs", "load_config", "apply_overrides", "save_config",
            "UPGRADE_DEFAULTS", "upgrade", "validate", "Config", "eval_transform_spec",
-           "eval_transform_from_config"]
+           "eval_transform_from_config", "ensure_generated_data"]
 
 
 class ConfigError(AmalibError, ValueError):
@@ -718,3 +718,21 @@ def eval_transform_from_config(cfg: Mapping, kind: str = "eval"):
         return eval_transform(spec["resize"], spec["crop"], interpolation=spec["interpolation"])
     except ValueError as err:
         raise ConfigError(f"data.resize_interpolation: {err}") from err
+
+
+def ensure_generated_data(data_cfg: dict) -> Path:
+    """``data.root`` as a Path, after generating the embedded benchmark there (rank 0, every rank
+    waiting) when the config has a ``data.generate`` section; a bad generator parameter is a
+    :class:`ConfigError`."""
+    root = Path(data_cfg["root"])
+    if data_cfg.get("generate"):
+        from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
+
+        try:
+            params = check_mini_benchmark_params(**data_cfg["generate"])
+        except (TypeError, ValueError) as err:  # a bad data.generate parameter
+            raise ConfigError(f"data.generate: {err}") from err
+        from amalib.distributed import run_on_main_process
+
+        run_on_main_process(ensure_mini_benchmark, root, **params)
+    return root

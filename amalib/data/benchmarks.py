@@ -106,6 +106,10 @@ class BenchmarkSpec:
         lines.append(f"  images at {root / self.image_root}/<path as written in the lists>")
         if self.name != "mini":
             lines.append("  (run `amalib prepare` to check a download or build the lists)")
+        else:
+            lines.append("  (amalib generates it on first use with a config that has "
+                         "data.generate, e.g. `amalib demo` or `amalib eval --checkpoint "
+                         "ama_mini`)")
         return "\n".join(lines)
 
 

@@ -113,10 +113,13 @@ def _transform(spec: dict):
 
 def _benchmark_parts(config: dict, benchmark: str, split: str, transform):
     """``[(LabelledImages, label_offset), ...]``, the image root and the class names."""
+    from amalib.config import ensure_generated_data
     from amalib.data.benchmarks import resolve_benchmark
     from amalib.data.datasets import build_eval_sets
 
     root = Path(config["data"]["root"])
+    if benchmark == config["benchmark"]:  # the embedded benchmark is generated on first use
+        ensure_generated_data(config["data"])
     spec = resolve_benchmark(root, benchmark)
     sets = build_eval_sets(root, spec, transform)
     unseen, seen = sets["photo_test"], sets["photo_seen"]

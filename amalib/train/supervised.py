@@ -28,9 +28,9 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
 
 from amalib.checkpoint_io import load_checkpoint, save_checkpoint
+from amalib.config import ensure_generated_data
 from amalib.train.interrupt import StopRequest, TrainingDivergedError
 from amalib.train.state import seed_everything
-from amalib.train.trainer import ensure_generated_data
 
 __all__ = ["SUPERVISED_KEYS", "train_supervised", "pretrain_supervised", "export_backbone"]
 

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from amalib import distributed as du
 from amalib.checkpoint_io import load_checkpoint, save_checkpoint
-from amalib.config import ConfigError, save_config, upgrade, validate
+from amalib.config import ConfigError, ensure_generated_data, save_config, upgrade, validate
 from amalib.models.student_teacher import ema_update
 from amalib.retrieval.features import FeatureSet, extract_features
 from amalib.train.build import build_eval_datasets, starting_backbone
@@ -46,22 +46,6 @@ __all__ = ["Trainer", "read_resume_checkpoint",
 DOMAINS = ("sketch", "photo")
 #: ``train.amp`` (amalib.config.AMP_MODES) -> autocast dtype.
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "false": None}
-
-
-def ensure_generated_data(data_cfg: dict) -> Path:
-    """``data.root`` as a Path, after generating the embedded benchmark there (rank 0, every rank
-    waiting) when the config has a ``data.generate`` section; a bad generator parameter is a
-    :class:`ConfigError`."""
-    root = Path(data_cfg["root"])
-    if data_cfg.get("generate"):
-        from amalib.data.synthetic import check_mini_benchmark_params, ensure_mini_benchmark
-
-        try:
-            params = check_mini_benchmark_params(**data_cfg["generate"])
-        except (TypeError, ValueError) as err:  # a bad data.generate parameter
-            raise ConfigError(f"data.generate: {err}") from err
-        du.run_on_main_process(ensure_mini_benchmark, root, **params)
-    return root
 
 
 def resolve_pretrained(spec: str | None) -> str | None:

@@ -25,9 +25,9 @@ def eval_sets(config: dict) -> dict:
         ``sketch_train``/``photo_train`` (seen classes, training-list order) with the cluster
         transform.
     """
+    from amalib.config import ensure_generated_data
     from amalib.data.benchmarks import resolve_benchmark
     from amalib.train.build import build_eval_datasets
-    from amalib.train.trainer import ensure_generated_data
 
     root = ensure_generated_data(config["data"])
     spec = resolve_benchmark(root, str(config["benchmark"]))

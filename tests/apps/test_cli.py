@@ -170,9 +170,9 @@ def test_retrieve_needs_one_sketch(capsys):
     assert "--sketch" in capsys.readouterr().err
 
 
-def test_eval_generates_the_embedded_benchmark_on_first_use(capsys, tmp_path):
-    """A fresh clone has no data/mini: `amalib eval --checkpoint ama_mini` generates it, as
-    training does (here a tiny benchmark, into a folder that does not exist yet)."""
+def _checkpoint_of_a_fresh_benchmark(tmp_path):
+    """A trained-model file whose config generates a tiny benchmark into a folder that does not
+    exist yet; returns (its path, that folder)."""
     import torch
 
     from amalib.config import load_config
@@ -186,6 +186,24 @@ def test_eval_generates_the_embedded_benchmark_on_first_use(capsys, tmp_path):
     path = tmp_path / "checkpoint.pth"
     torch.save({"config": cfg,
                 "teacher": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}}, path)
+    return path, root
+
+
+def test_eval_generates_the_embedded_benchmark_on_first_use(capsys, tmp_path):
+    """A fresh clone has no data/mini: `amalib eval --checkpoint ama_mini` generates it, as
+    training does (here a tiny benchmark, into a folder that does not exist yet)."""
+    path, root = _checkpoint_of_a_fresh_benchmark(tmp_path)
     code, out, err = _run(capsys, "eval", "--checkpoint", str(path), "--no-progress")
     assert code == 0, err
     assert (root / "zeroshot").is_dir() and "mAP@all" in out
+
+
+def test_index_build_generates_the_embedded_benchmark_on_first_use(capsys, tmp_path):
+    """The README's `amalib index build --checkpoint ama_mini --gallery mini:test` on a fresh
+    clone: the gallery of the model's own benchmark is generated first, as for eval."""
+    path, root = _checkpoint_of_a_fresh_benchmark(tmp_path)
+    index = tmp_path / "g.amaidx"
+    code, out, err = _run(capsys, "index", "build", "--checkpoint", str(path), "--gallery",
+                          "mini:test", "--out", str(index), "--no-progress")
+    assert code == 0, err
+    assert (root / "zeroshot").is_dir() and index.exists() and out.startswith("indexed ")
