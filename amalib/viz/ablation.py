@@ -7,6 +7,17 @@ import numpy as np
 __all__ = ["plot_ablation", "plot_paired_differences"]
 
 
+def _seed_dots(ax, values, rows, *, size: float) -> None:
+    """One black dot per seed on each row ``rows[i]`` at ``values[i]``, spread vertically where
+    they would overlap (a seaborn swarm, so eight seeds stay eight dots)."""
+    import seaborn as sns
+
+    x = np.concatenate([np.asarray(v, dtype=float) for v in values])
+    y = np.concatenate([np.full(len(v), r, dtype=float) for v, r in zip(values, rows)])
+    sns.swarmplot(x=x, y=y, orient="h", native_scale=True, color="black", size=size, ax=ax,
+                  warn_thresh=1.0)
+
+
 def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None = None,
                   untrained: str = "-"):
     """Horizontal bars of ``metric`` for every row of an ablation table (mean over seeds).
@@ -32,8 +43,8 @@ def plot_ablation(table: dict, *, metric: str = "mAP@all", chance: float | None 
     colours = ["#7f7f7f" if n.startswith("starting") else "#9467bd" if n.startswith("oracle")
                else "#1f77b4" for n in names]
     ax.barh(y, [v.mean() for v in values], color=colours, alpha=0.8, height=0.6)
+    _seed_dots(ax, values, y, size=4)
     for yi, v, name in zip(y, values, names):
-        ax.plot(v, np.full(len(v), yi), "k.", ms=6)
         seeds = ("no training" if list(table[name]) == [untrained] else
                  "1 run" if len(v) == 1 else f"mean of {len(v)} seeds")
         ax.text(v.max() + 0.015, yi, f"{v.mean():.3f} ({seeds})", va="center", fontsize=8)
@@ -71,8 +82,8 @@ def plot_paired_differences(differences, *, title: str = ""):
         colour = "#2ca02c" if d.low > 0 else "#d62728" if d.high < 0 else "#7f7f7f"
         if np.isfinite(d.low):
             ax.hlines(yi, d.low, d.high, color=colour, linewidth=3, alpha=0.6)
-        ax.plot(d.differences, np.full(len(d.differences), yi), "k.", ms=8)
         ax.plot([d.mean], [yi], "|", color=colour, ms=18, mew=2.5)
+    _seed_dots(ax, [d.differences for d in differences], y, size=6)
     ax.axvline(0, color="black", lw=1)
 
     def label(d) -> str:

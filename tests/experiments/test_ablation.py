@@ -257,12 +257,18 @@ def test_plot_ablation_draws_one_bar_per_row_and_every_seed():
     fig = plot_ablation(table, chance=0.12)
     ax = fig.axes[0]
     assert len(ax.patches) == len(table)
-    n_runs = sum(len(runs) for runs in table.values())
-    dots = [line for line in ax.lines if line.get_marker() == "."]
-    assert sum(len(line.get_xdata()) for line in dots) == n_runs
+    # A dot per run at its value, on its row's bar (the swarm spreads them less than a bar's
+    # half height); rows run from the top.
+    dots = np.concatenate([c.get_offsets() for c in ax.collections])
+    rows = list(table)[::-1]
+    got = sorted((rows[round(y)], round(x, 9)) for x, y in dots)
+    assert got == sorted((row, round(m["mAP@all"], 9)) for row in table
+                         for m in table[row].values())
+    assert all(abs(y - round(y)) < 0.45 for _, y in dots)  # on its own row
     notes = [t.get_text() for t in ax.texts]
-    assert any(n.endswith("(no training)") for n in notes)  # the starting backbone's bar
-    assert sum(n.endswith("(mean of 3 seeds)") for n in notes) == len(table) - 1
+    assert sorted(n.split("(")[1] for n in notes) == sorted(
+        "no training)" if list(runs) == ["-"] else f"mean of {len(runs)} seeds)"
+        for runs in table.values())
     plt.close(fig)
     # viz does not import the experiments layer: its default is the runner's key, by value.
     assert inspect.signature(plot_ablation).parameters["untrained"].default == ablation.UNTRAINED

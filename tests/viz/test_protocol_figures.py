@@ -129,10 +129,17 @@ def test_paired_differences_figure_draws_every_seed_and_interval():
     diffs = paired_differences(table)
     fig = plot_paired_differences(diffs)
     ax = fig.axes[0]
-    dots = [line for line in ax.lines if line.get_marker() == "."]
-    assert sorted(x for line in dots for x in line.get_xdata()) == pytest.approx(
-        sorted(x for d in diffs for x in d.differences))
-    spans = sorted((seg[0][0], seg[1][0]) for c in ax.collections for seg in c.get_segments())
+    from matplotlib.collections import LineCollection, PathCollection
+
+    # A dot per seed on its term's row (the first term on top), spread apart where they overlap.
+    dots = np.concatenate([c.get_offsets() for c in ax.collections
+                           if isinstance(c, PathCollection)])
+    rows = [d.term for d in diffs][::-1]
+    assert sorted((rows[round(y)], round(x, 9)) for x, y in dots) == sorted(
+        (d.term, round(x, 9)) for d in diffs for x in d.differences)
+    assert all(abs(y - round(y)) < 0.45 for _, y in dots)  # on its own row
+    spans = sorted((seg[0][0], seg[1][0]) for c in ax.collections
+                   if isinstance(c, LineCollection) for seg in c.get_segments())
     want = sorted((d.low, d.high) for d in diffs)
     assert [x for s in spans for x in s] == pytest.approx([x for s in want for x in s])
     labels = [t.get_text() for t in ax.get_yticklabels()]
