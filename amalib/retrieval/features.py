@@ -10,7 +10,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from amalib.distributed import gather_by_index, is_distributed, is_main_process
 
-__all__ = ["FeatureSet", "extract_features"]
+__all__ = ["FeatureSet", "IN_PROCESS_MAX_IMAGES", "extract_features"]
+
+#: Sets of at most this many images are read in the calling process, whatever ``num_workers``
+#: says: starting worker processes costs more than they save on a few batches. On the 2-core
+#: machine, extracting the mini-benchmark's test sets (900 images) takes 2.2 s in-process
+#: against 4.3 s with 2 workers, its training sets for k-means (2 x 1,200) 5.8 against 8.1 s
+#: with the clustering (docs/performance.md). It changes no number: a DataLoader draws the same
+#: seeds from the global random stream with or without workers.
+IN_PROCESS_MAX_IMAGES = 2048
 
 
 @dataclass
@@ -59,7 +67,8 @@ def extract_features(
         dataset: Yields ``(image, index)`` or ``(image, label, index)``.
         batch_size: Images per forward pass.
         device: Where the backbone runs.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers for a set of more than :data:`IN_PROCESS_MAX_IMAGES`
+            images (a smaller one is read in this process).
         amp_dtype: Autocast dtype on CUDA (e.g. ``torch.bfloat16``); ignored on the CPU.
         desc: Progress-bar label.
         progress: Show a progress bar (main process only).
@@ -77,7 +86,7 @@ def extract_features(
         batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
-        num_workers=num_workers,
+        num_workers=num_workers if len(dataset) > IN_PROCESS_MAX_IMAGES else 0,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
         persistent_workers=False,

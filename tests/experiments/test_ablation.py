@@ -394,3 +394,24 @@ def test_rows_resumed_from_a_shared_prefix_end_as_when_trained_alone(tiny_root, 
                              weights_only=True)["teacher"]
         for key, value in alone.teacher.state_dict().items():
             assert torch.equal(resumed[key], value), (name, key)
+
+
+@pytest.mark.slow
+def test_reading_small_sets_in_process_does_not_change_what_is_trained(tiny_config, tmp_path,
+                                                                       monkeypatch):
+    # Feature extraction (k-means, evaluation) reads sets of up to IN_PROCESS_MAX_IMAGES images
+    # without worker processes; the training, which reads through 2 workers, must not notice.
+    from amalib.retrieval import features
+    from amalib.train.trainer import Trainer
+
+    weights = {}
+    for limit in (features.IN_PROCESS_MAX_IMAGES, 0):  # in-process, then 2 workers
+        monkeypatch.setattr(features, "IN_PROCESS_MAX_IMAGES", limit)
+        cfg = tiny_config(**{"data.num_workers": 2, "model.stem": "cnn"})
+        trainer = Trainer(cfg, tmp_path / f"limit{limit}", log=lambda _line: None)
+        trainer.fit()
+        weights[limit] = (trainer.teacher.state_dict(), trainer.history[-1]["eval"])
+    (a, eval_a), (b, eval_b) = weights.values()
+    assert eval_a == eval_b
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
