@@ -270,6 +270,8 @@ UPGRADE_DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("train.clip_grad", None),
     ("train.compile", False),
     ("train.max_steps_per_epoch", None),
+    # float32 on the CPU whatever train.amp says
+    ("train.cpu_amp", False),
     # one DINO centre per domain
     ("loss.dino.center", "per_domain"),
     # spherical k-means of normalised features
@@ -401,6 +403,8 @@ class TrainConfig:
     freeze_backbone_epochs: int
     seed: int
     amp: Any = None  # one of AMP_MODES (YAML may read false as a switch)
+    #: Autocast on the CPU too, when ``amp`` is bf16 (off: the CPU trains in float32).
+    cpu_amp: bool = False
     checkpoint_every: int
     log_every: int
     max_steps_per_epoch: int | None
@@ -614,6 +618,9 @@ def validate(cfg: Mapping, *, mode: str = "ama") -> Config:
     amp = tcfg.get("amp") if isinstance(tcfg, Mapping) else None
     if str(amp).lower() not in AMP_MODES:
         raise ConfigError(f"train.amp must be one of {sorted(AMP_MODES)}, got {tcfg['amp']!r}")
+    if tcfg.get("cpu_amp") and str(amp).lower() != "bf16":
+        raise ConfigError(f"train.cpu_amp: true autocasts to bf16 on the CPU, but train.amp is "
+                          f"{amp!r}; set train.amp=bf16 or train.cpu_amp=false")
     seed = tcfg["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"train.seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")

@@ -85,6 +85,7 @@ DOCUMENTED_DEFAULTS = {
     "train.clip_grad": None,
     "train.compile": False,
     "train.max_steps_per_epoch": None,
+    "train.cpu_amp": False,
     "loss.dino.center": "per_domain",
     "loss.cluster.space": "normalised_spherical",
     "loss.mutual_alignment.crops": "first_global",

@@ -64,7 +64,10 @@ def _comparable(cfg: dict) -> dict:
     randomness from the training stream), and without the folder of a generated benchmark
     (``data.root`` when ``data.generate`` is set: the generator's settings, which are
     compared, determine every image)."""
-    cfg = json.loads(json.dumps(cfg, default=str))
+    from amalib.config import upgrade
+
+    # (upgrade: a config written before a key existed compares with its default)
+    cfg = json.loads(json.dumps(upgrade(cfg), default=str))
     cfg["train"].pop("seed", None)
     cfg.get("eval", {}).pop("every", None)
     if cfg.get("data", {}).get("generate"):

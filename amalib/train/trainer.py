@@ -225,7 +225,10 @@ class Trainer:
         self.domains = ("photo",) if mode == "pretrain" else DOMAINS
         tcfg = config["train"]
         self.amp_dtype = _AMP_DTYPES[str(tcfg.get("amp")).lower()]  # no key: float32
-        self.use_amp = self.amp_dtype is not None and self.device.type == "cuda"
+        # The CPU trains in float32 unless train.cpu_amp asks for bf16 autocast there too.
+        self.use_amp = self.amp_dtype is not None and (
+            self.device.type == "cuda" or (self.device.type == "cpu" and bool(tcfg["cpu_amp"])
+                                           and self.amp_dtype == torch.bfloat16))
         seed = tcfg["seed"]
         # A checkpoint to resume is read and checked against the config before anything is built.
         resume_state = None if resume is None else read_resume_checkpoint(

@@ -299,3 +299,22 @@ def test_head_warm_up_keeps_the_backbone_and_trains_the_head(tiny_config, tmp_pa
     trainer.train_step(next(batches), epoch=1, global_step=1)
     still = [k for k, v in backbone.items() if v.requires_grad and torch.equal(v, start[k])]
     assert not still
+
+
+def test_cpu_autocast_is_opt_in_and_bf16_only(tiny_config, tmp_path):
+    # The CPU trains in float32 unless train.cpu_amp asks for bf16 (it changes the numbers).
+    dtypes = {}
+    for name, extra in (("float32", {}), ("bf16", {"train.cpu_amp": True})):
+        trainer = Trainer(tiny_config(**extra), tmp_path / name, device="cpu",
+                          log=lambda _l: None)
+        seen = []  # what the student's matrix products compute in
+        for module in trainer.student.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        _, total, _ = trainer.compute_losses(next(trainer.batches(0)), 0)
+        assert torch.isfinite(total) and total.dtype == torch.float32
+        dtypes[name] = set(seen)
+    assert dtypes == {"float32": {torch.float32}, "bf16": {torch.bfloat16}}
+    with pytest.raises(ConfigError, match="train.cpu_amp"):
+        Trainer(tiny_config(**{"train.cpu_amp": True, "train.amp": "fp16"}), tmp_path / "c",
+                device="cpu", log=lambda _l: None)
