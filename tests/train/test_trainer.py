@@ -310,7 +310,7 @@ def test_cpu_autocast_is_opt_in_and_bf16_only(tiny_config, tmp_path):
         seen = []  # what the student's matrix products compute in
         for module in trainer.student.modules():
             if isinstance(module, torch.nn.Linear):
-                module.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+                module.register_forward_hook(lambda m, i, out, seen=seen: seen.append(out.dtype))
         _, total, _ = trainer.compute_losses(next(trainer.batches(0)), 0)
         assert torch.isfinite(total) and total.dtype == torch.float32
         dtypes[name] = set(seen)
