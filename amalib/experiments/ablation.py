@@ -273,8 +273,9 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
                                                             f"train.seed={seed}"]))
                     for later in todo[i + 1:]}
             keep = sorted(n for n in keep if start < n < int(cfg["train"]["epochs"]))
+            shared = "epoch 0" if start == 1 else f"epochs 0-{start - 1}"
             log(f"ablation: {name}, seed {seed} -> {run}" + (
-                f" (epochs 0-{start - 1} as trained in {donor.parent.name})" if donor else ""))
+                f" ({shared} as trained in {donor.parent.name})" if donor else ""))
             (run / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not an append
             trainer = Trainer(cfg, run, resume=donor, progress=progress, log=lambda _line: None)
             if donor is not None:
