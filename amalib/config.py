@@ -618,7 +618,10 @@ def validate(cfg: Mapping, *, mode: str = "ama") -> Config:
     amp = tcfg.get("amp") if isinstance(tcfg, Mapping) else None
     if str(amp).lower() not in AMP_MODES:
         raise ConfigError(f"train.amp must be one of {sorted(AMP_MODES)}, got {tcfg['amp']!r}")
-    if tcfg.get("cpu_amp") and str(amp).lower() != "bf16":
+    cpu_amp = tcfg.get("cpu_amp", False)
+    if not isinstance(cpu_amp, bool):
+        raise ConfigError(f"train.cpu_amp must be true or false, got {cpu_amp!r}")
+    if cpu_amp and str(amp).lower() != "bf16":
         raise ConfigError(f"train.cpu_amp: true autocasts to bf16 on the CPU, but train.amp is "
                           f"{amp!r}; set train.amp=bf16 or train.cpu_amp=false")
     seed = tcfg["seed"]

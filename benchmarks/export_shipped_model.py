@@ -49,11 +49,11 @@ def cpu_name() -> str:
 
 def main(argv=None) -> int:
     import amalib
+    from amalib.config import ensure_generated_data
     from amalib.metrics import METRIC_KEYS
     from amalib.retrieval.evaluate import evaluate_backbone, load_trained_backbone
     from amalib.train.build import build_eval_datasets
     from amalib.train.state import export_trained_model
-    from amalib.train.trainer import ensure_generated_data
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="the demo's output folder (holds summary.json and train/)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amalib import distributed as du
 from amalib.metrics import METRIC_KEYS
 
 __all__ = ["ABLATIONS", "AMA", "LADDER", "ORACLE", "PACKAGED_RESULTS", "RESULTS_NAME", "ROWS",
@@ -115,6 +116,33 @@ def shared_epochs(a: dict, b: dict) -> int:
             break
         n += 1
     return n
+
+
+def _kept_state_fits(path: Path, cfg: dict, epochs: int, log) -> bool:
+    """Whether ``path`` (another row's ``checkpoint_epoch{n}.pth``) holds the state after exactly
+    ``epochs`` epochs of a run that trained them as ``cfg`` would, in a world of this size.
+
+    A file that is missing, unreadable, from a run with other settings (an earlier ablation in
+    the same folder, another amalib) or another number of processes is not used: the row then
+    trains those epochs itself."""
+    if not path.is_file():
+        return False
+    from amalib.checkpoint_io import load_checkpoint
+    from amalib.config import upgrade
+    from amalib.errors import AmalibError
+
+    try:
+        state = load_checkpoint(path, map_location="cpu", expect="ama")
+    except (AmalibError, OSError, RuntimeError, ValueError) as err:
+        log(f"ablation: not resuming from {path} ({type(err).__name__}: {err})")
+        return False
+    fits = (int(state.get("epoch", -1)) == epochs and int(state.get("step", -1)) == 0
+            and state.get("world_size") == du.world_size()
+            and shared_epochs(cfg, upgrade(state["config"])) >= epochs)
+    if not fits:
+        log(f"ablation: not resuming from {path}: another run's state (settings, epoch or "
+            "number of processes differ)")
+    return fits
 
 
 def _differences(a, b, prefix: str = "") -> list[str]:
@@ -265,9 +293,10 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
                                                  f"train.seed={seed}"])
                 for n in range(shared_epochs(cfg, other_cfg), start, -1):
                     kept = out / _run_name(other, seed) / f"checkpoint_epoch{n}.pth"
-                    if kept.exists():
+                    if _kept_state_fits(kept, cfg, n, log):
                         start, donor = n, kept
                         break
+            start, donor = du.broadcast_object((start, donor))  # one choice on every rank
             # What the rows still to train share with this one: keep those states.
             keep = {shared_epochs(cfg, load_config(config, [*overrides, *ABLATIONS[later],
                                                             f"train.seed={seed}"]))
@@ -276,18 +305,24 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
             shared = "epoch 0" if start == 1 else f"epochs 0-{start - 1}"
             log(f"ablation: {name}, seed {seed} -> {run}" + (
                 f" ({shared} as trained in {donor.parent.name})" if donor else ""))
-            (run / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not an append
+            if du.is_main_process():
+                (run / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not an append
             trainer = Trainer(cfg, run, resume=donor, progress=progress, log=lambda _line: None)
             if donor is not None:
                 # The shared epochs' records (identical for both rows but the times) go to the
                 # run's metrics.jsonl too, each saying in which run it was trained.
                 trainer.history = [{**r, "trained_in": r.get("trained_in", donor.parent.name)}
                                    for r in trainer.history]
-                run.mkdir(parents=True, exist_ok=True)
-                with open(run / "metrics.jsonl", "w") as f:
-                    f.writelines(json.dumps(record) + "\n" for record in trainer.history)
+                if du.is_main_process():
+                    run.mkdir(parents=True, exist_ok=True)
+                    with open(run / "metrics.jsonl", "w") as f:
+                        f.writelines(json.dumps(record) + "\n" for record in trainer.history)
             trainer.fit(keep_after=keep)
             table = _record(table_file, name, str(seed), trainer.history[-1]["eval"])
+        if du.is_main_process() and all(str(seed) in table.get(r, {}) for r in ABLATIONS):
+            # Every row of the seed is in the table: the kept states have served.
+            for kept in out.glob(f"*_seed{seed}/checkpoint_epoch*.pth"):
+                kept.unlink()
     for seed in seeds if ORACLE in wanted else ():
         if str(seed) in table.get(ORACLE, {}):
             continue

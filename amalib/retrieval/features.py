@@ -16,8 +16,10 @@ __all__ = ["FeatureSet", "IN_PROCESS_MAX_IMAGES", "extract_features"]
 #: says: starting worker processes costs more than they save on a few batches. On the 2-core
 #: machine, extracting the mini-benchmark's test sets (900 images) takes 2.2 s in-process
 #: against 4.3 s with 2 workers, its training sets for k-means (2 x 1,200) 5.8 against 8.1 s
-#: with the clustering (docs/performance.md). It changes no number: a DataLoader draws the same
-#: seeds from the global random stream with or without workers.
+#: with the clustering (docs/performance.md). It changes no number for a dataset whose
+#: transform draws no random numbers (every evaluation transform): a DataLoader draws the same
+#: seeds from the global random stream with or without workers. The limit applies to the whole
+#: set, also under DDP, where each process reads its share.
 IN_PROCESS_MAX_IMAGES = 2048
 
 

@@ -419,6 +419,7 @@ class Trainer:
             "epoch": epoch,
             "step": step,
             "mode": self.mode,
+            "world_size": self.dist.world_size,
             "rng": rng_state(),
             "config": self.cfg,
             "history": self.history,

@@ -10,8 +10,14 @@ __all__ = ["plot_ablation", "plot_paired_differences"]
 def _seed_dots(ax, values, rows, *, size: float) -> None:
     """One black dot per seed on each row ``rows[i]`` at ``values[i]``, spread vertically where
     they would overlap (a seaborn swarm, so eight seeds stay eight dots)."""
-    import seaborn as sns
+    try:
+        import seaborn as sns
+    except ImportError as err:
+        raise ImportError("the ablation figures draw their per-seed dots with seaborn, which "
+                          "comes with amalib's [full] extra: pip install 'amalib[full]'") from err
 
+    if not any(len(v) for v in values):
+        return
     x = np.concatenate([np.asarray(v, dtype=float) for v in values])
     y = np.concatenate([np.full(len(v), r, dtype=float) for v, r in zip(values, rows)])
     sns.swarmplot(x=x, y=y, orient="h", native_scale=True, color="black", size=size, ax=ax,

@@ -379,6 +379,7 @@ def test_rows_resumed_from_a_shared_prefix_end_as_when_trained_alone(tiny_root, 
     assert trained == [("SD_only_seed0", 0), ("SD_only_seed0", 1), ("SD_only_seed0", 2),
                        ("SD+CC_seed0", 1), ("SD+CC_seed0", 2),
                        ("SD+CC+MA_seed0", 2), ("SD+CC+MA+SG_seed0", 2)]
+    assert not list(out.glob("*/checkpoint_epoch*.pth"))  # served, then removed
     records = [json.loads(line) for line in
                (out / "SD+CC+MA+SG_seed0" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("trained_in")) for r in records] == [
@@ -415,3 +416,33 @@ def test_reading_small_sets_in_process_does_not_change_what_is_trained(tiny_conf
     assert eval_a == eval_b
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_kept_state_is_used_only_when_it_is_this_rows_prefix(tmp_path):
+    # Another row's checkpoint_epoch{n}.pth is resumed only if it holds n epochs of a run with
+    # this row's settings (up to the switches) in a world of this size; else the row trains.
+    from amalib.checkpoint_io import save_checkpoint
+    from amalib.config import load_config
+
+    cfg = load_config("mini", [*ABLATIONS["SD + CC"], "eval.every=6"])
+    donor = load_config("mini", ABLATIONS["SD only"])
+
+    def kept(name, **changes):
+        state = {"mode": "ama", "epoch": 1, "step": 0, "world_size": 1, "config": donor,
+                 "student": {}, "teacher": {}, **changes}
+        save_checkpoint(state, tmp_path / name)
+        return tmp_path / name
+
+    said = []
+    assert ablation._kept_state_fits(kept("fits.pth"), cfg, 1, said.append)
+    assert not said
+    for name, changes in [("epoch2.pth", {"epoch": 2}), ("mid_epoch.pth", {"step": 5}),
+                          ("two_ranks.pth", {"world_size": 2}), ("old.pth", {"world_size": None}),
+                          ("other_lr.pth", {"config": load_config("mini", [
+                              *ABLATIONS["SD only"], "train.lr=0.001"])})]:
+        assert not ablation._kept_state_fits(kept(name, **changes), cfg, 1, said.append), name
+    assert len(said) == 5 and all("not resuming" in line for line in said)
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    assert not ablation._kept_state_fits(tmp_path / "broken.pth", cfg, 1, said.append)
+    assert not ablation._kept_state_fits(tmp_path / "missing.pth", cfg, 1, said.append)
+    assert len(said) == 6

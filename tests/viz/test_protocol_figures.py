@@ -146,3 +146,12 @@ def test_paired_differences_figure_draws_every_seed_and_interval():
     assert labels[0].startswith("+ CC: +0.0500") and "resolved" in labels[0]
     assert fig.get_size_inches()[0] * 72 >= 600
     plt.close(fig)
+
+
+def test_paired_differences_figure_of_no_pair_is_empty():
+    # An ablation with only one trained row so far has no pair to difference.
+    from amalib.viz.ablation import plot_paired_differences
+
+    fig = plot_paired_differences([])
+    assert not fig.axes[0].collections and not fig.axes[0].get_yticklabels()
+    plt.close(fig)
