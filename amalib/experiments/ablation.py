@@ -274,8 +274,11 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
         table = _record(table_file, STARTING_BACKBONE, UNTRAINED, trainer.evaluate())
     for seed in seeds:  # seed by seed, so that paired rows accumulate
         todo = [name for name in ABLATIONS if name in wanted and str(seed) not in table.get(name, {})]
+        # Each row's config for this seed, loaded once (the donor search and `keep` read them).
+        configs = {name: load_config(config, [*overrides, *switches, f"train.seed={seed}"])
+                   for name, switches in ABLATIONS.items()}
         for i, name in enumerate(todo):
-            cfg = load_config(config, [*overrides, *ABLATIONS[name], f"train.seed={seed}"])
+            cfg = configs[name]
             if name == AMA and ama_runs is not None:
                 run = Path(ama_runs.format(seed=seed))
                 log(f"ablation: {name}, seed {seed} <- {run} (amalib demo)")
@@ -289,18 +292,14 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
             for other in ABLATIONS:
                 if other == name:
                     continue
-                other_cfg = load_config(config, [*overrides, *ABLATIONS[other],
-                                                 f"train.seed={seed}"])
-                for n in range(shared_epochs(cfg, other_cfg), start, -1):
+                for n in range(shared_epochs(cfg, configs[other]), start, -1):
                     kept = out / _run_name(other, seed) / f"checkpoint_epoch{n}.pth"
                     if _kept_state_fits(kept, cfg, n, log):
                         start, donor = n, kept
                         break
             start, donor = du.broadcast_object((start, donor))  # one choice on every rank
             # What the rows still to train share with this one: keep those states.
-            keep = {shared_epochs(cfg, load_config(config, [*overrides, *ABLATIONS[later],
-                                                            f"train.seed={seed}"]))
-                    for later in todo[i + 1:]}
+            keep = {shared_epochs(cfg, configs[later]) for later in todo[i + 1:]}
             keep = sorted(n for n in keep if start < n < int(cfg["train"]["epochs"]))
             shared = "epoch 0" if start == 1 else f"epochs 0-{start - 1}"
             log(f"ablation: {name}, seed {seed} -> {run}" + (
