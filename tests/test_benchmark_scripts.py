@@ -79,6 +79,16 @@ REAL_RUNS = [
         ],
     ),
     (
+        "bench_stem.py",
+        "--batch 2 --n-local 1 --global-size 16 --local-size 8 --out-dim 16 --runs 1",
+        [
+            r"^\[1: 2x2 max pooling without a gradient, the stem's first stage\]$",
+            r"^  8 x 32 x 16 x 16: kernel +[\d.]+ ms, four quarters +[\d.]+ ms .*equal: True$",
+            r"^  the whole forward of 8 global crops: .*features equal: True$",
+            r"^  gradients computed and dropped .*weights equal after 2 steps: True$",
+        ],
+    ),
+    (
         "bench_metrics.py",
         "--queries 20 --gallery 200 --repeats 1 --skip-quickdraw",
         [

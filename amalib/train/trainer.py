@@ -20,7 +20,8 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
 
@@ -168,6 +169,25 @@ def read_resume_checkpoint(path, config: dict, mode: str = "ama", *, map_locatio
     return state
 
 
+@contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """Inside the block, ``module``'s parameters that require gradients stop requiring them
+    (restored on the way out, also after an error).
+
+    A forward pass run inside builds no autograd graph through ``module``, so the backward pass
+    stops where ``module`` ends: the head warm-up's frozen backbone costs a forward pass and
+    nothing more (:meth:`Trainer.train_step`).
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def _param_groups(model: nn.Module, exempt: str = "biases_and_norms") -> list[dict]:
     """Optimiser parameter groups; the first one receives ``train.weight_decay``.
 
@@ -198,6 +218,11 @@ class Trainer:
         progress: Show progress bars.
         log: Function that prints one line (rank 0 only).
     """
+
+    #: In the head warm-up of a single-process run, build no autograd graph through the frozen
+    #: backbone (:func:`frozen_parameters`). ``False`` computes its gradients and drops them, as
+    #: under DDP: the reference the shortcut is tested against, same weights to the bit.
+    skip_frozen_backward: bool = True
 
     def __init__(
         self,
@@ -602,19 +627,25 @@ class Trainer:
         # forward of every crop has moved (see evaluate.adapt_batch_norm). Feature extraction and
         # everything outside the step see the teacher in eval mode. Under DDP each rank uses its
         # own batch's statistics: DINO converts batch norm to SyncBatchNorm, amalib does not (yet).
+        # Head warm-up: the student's backbone keeps its starting weights (no gradient, so no
+        # step and no weight decay) while the randomly initialised DINO head learns to read it,
+        # so the head's first, arbitrary gradients never reach the pretrained features
+        # (linear-probe-then-fine-tune, Kumar et al., ICLR 2022). In one process the backbone
+        # runs frozen, so backward stops at the head: the demo's epoch 0 takes half the time,
+        # with the same weights to the bit. Under DDP every parameter must get a gradient each
+        # step (the reducer waits for all of them), so there the backbone's gradients are
+        # computed, then dropped.
+        warm_up = epoch < int(self.cfg["train"]["freeze_backbone_epochs"])
+        skip_backbone = warm_up and self.skip_frozen_backward and not du.is_distributed()
         self.teacher.train()
         try:
-            losses, total, stats = self.compute_losses(batch, epoch)
+            with frozen_parameters(self.student.backbone) if skip_backbone else nullcontext():
+                losses, total, stats = self.compute_losses(batch, epoch)
         finally:
             self.teacher.eval()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if epoch < int(self.cfg["train"]["freeze_backbone_epochs"]):
-            # Head warm-up: the student's backbone keeps its starting weights (no gradient, so
-            # no step and no weight decay) while the randomly initialised DINO head learns to
-            # read it, so the head's first, arbitrary gradients never reach the pretrained
-            # features (linear-probe-then-fine-tune, Kumar et al., ICLR 2022). Gradients are
-            # dropped after backward, so DDP's all-reduce sees every parameter as usual.
+        if warm_up:
             for p in self.student.backbone.parameters():
                 p.grad = None
         clip = self.cfg["train"]["clip_grad"]

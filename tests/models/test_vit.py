@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from amalib.models.vit import VIT_PRESETS, ConvStemEmbed, create_vit
+from amalib.models.vit import VIT_PRESETS, ConvStemEmbed, MaxPool2x2, create_vit
 
 
 def official_dino_vit_shapes(embed_dim, depth, patch_size, img_size, mlp_ratio=4):
@@ -103,6 +103,75 @@ def test_cnn_stem_keeps_the_patch_grid(patch_size, channels):
         plain = create_vit("vit_mini", patch_size=patch_size, img_size=64).patch_embed(images)
         assert tokens.shape == plain.shape
         assert model(images).shape == (2, 192)
+
+
+def _bits(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 48, 48), (3, 5, 7, 9), (6, 11, 10), (2, 3, 3, 5)])
+def test_fast_max_pool_is_the_kernel_bit_for_bit(shape):
+    # Ties (rounded values, zeros after a ReLU), negatives, infinities, odd sizes (floor mode)
+    # and 3-D input: the four-quarter maximum returns the kernel's values.
+    torch.manual_seed(0)
+    x = torch.randn(shape).mul(3).round()
+    x = torch.where(torch.rand(shape) < 0.5, torch.relu(x), x)
+    x.view(-1)[::17] = float("inf")
+    x.view(-1)[5::23] = -float("inf")
+    with torch.no_grad():
+        fast, kernel = MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2)
+    assert fast.shape == kernel.shape
+    assert torch.equal(fast, kernel)
+    # Bit for bit once no -0.0 ties a +0.0 (then only the zero's sign may differ; the stem's
+    # inputs, ReLU outputs after batch norm, hold no -0.0).
+    x = x + 0.0  # -0.0 + 0.0 = +0.0
+    assert (_bits(x) == _bits(torch.tensor(-0.0))).sum() == 0
+    with torch.no_grad():
+        fast, kernel = MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2)
+    assert torch.equal(_bits(fast), _bits(kernel))
+    x.view(-1)[::13] = float("nan")  # a NaN wins its window, as in the kernel
+    with torch.no_grad():
+        fast, kernel = MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2)
+    assert torch.equal(fast.isnan(), kernel.isnan())
+    assert torch.equal(fast.nan_to_num(0.0), kernel.nan_to_num(0.0))
+
+
+def test_fast_max_pool_leaves_the_gradient_to_the_kernel(monkeypatch):
+    # The kernel's indices decide which tied element gets the gradient: with autograd on, the
+    # kernel runs (same gradient as nn.MaxPool2d); without, it does not.
+    calls = []
+    kernel = torch.nn.functional.max_pool2d
+
+    def spy(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "max_pool2d", spy)
+    pool, plain = MaxPool2x2(), torch.nn.MaxPool2d(2)
+    x = torch.relu(torch.randn(2, 3, 6, 6).round()).requires_grad_()
+    grad = torch.randn(2, 3, 3, 3)
+    (ours,) = torch.autograd.grad(pool(x), x, grad)
+    (theirs,) = torch.autograd.grad(plain(x), x, grad)
+    assert torch.equal(ours, theirs) and calls == [True, True]
+    with torch.no_grad():
+        pool(x)
+    pool(x.detach())
+    assert calls == [True, True]
+
+
+def test_cnn_stem_features_are_those_of_plain_max_pooling():
+    # The whole network, eval mode and no gradient (the teacher, feature extraction): the same
+    # features as with nn.MaxPool2d, bit for bit.
+    torch.manual_seed(0)
+    model = create_vit("vit_mini", patch_size=8, img_size=48, stem="cnn").eval()
+    images = torch.rand(8, 3, 48, 48)
+    with torch.no_grad():
+        ours = model(images)
+        for i, layer in enumerate(model.patch_embed.proj):
+            if isinstance(layer, MaxPool2x2):
+                model.patch_embed.proj[i] = torch.nn.MaxPool2d(2)
+        theirs = model(images)
+    assert torch.equal(_bits(ours), _bits(theirs))
 
 
 def test_cnn_stem_rejects_what_it_cannot_build():

@@ -301,6 +301,55 @@ def test_head_warm_up_keeps_the_backbone_and_trains_the_head(tiny_config, tmp_pa
     assert not still
 
 
+def test_head_warm_up_skips_the_backbones_backward_and_trains_the_same_weights(
+        tiny_config, tmp_path, monkeypatch):
+    # One process: the frozen backbone builds no graph in the warm-up (no gradient is ever
+    # computed for it), and the run ends with the weights of the reference path, which
+    # computes the backbone's gradients and drops them (as under DDP): to the bit, with the
+    # convolutional stem's batch norm, drop-path and every term in the epoch after.
+    extra = {"train.freeze_backbone_epochs": 1, "model.stem": "cnn",
+             "model.drop_path_rate": 0.1, "train.max_steps_per_epoch": 3}
+    runs, reached = {}, {}
+    for skip in (False, True):
+        monkeypatch.setattr(Trainer, "skip_frozen_backward", skip)
+        trainer = Trainer(tiny_config(**extra), tmp_path / str(skip), progress=False,
+                          log=lambda _: None)
+        reached[skip] = []
+        trainable = [p.requires_grad for p in trainer.student.parameters()]
+        now = {}  # the epoch being trained, for the gradient hook
+        first = next(trainer.student.backbone.parameters())
+        first.register_hook(lambda grad, seen=reached[skip], now=now: seen.append(now["epoch"]))
+        epoch_step = trainer.train_one_epoch
+
+        def spy(epoch, stop=None, now=now, epoch_step=epoch_step):
+            now["epoch"] = epoch
+            return epoch_step(epoch, stop)
+
+        trainer.train_one_epoch = spy
+        trainer.fit()
+        assert [p.requires_grad for p in trainer.student.parameters()] == trainable
+        runs[skip] = trainer
+    assert reached == {False: [0, 0, 0, 1, 1, 1], True: [1, 1, 1]}
+    for name in ("student", "teacher"):
+        expected = getattr(runs[False], name).state_dict()
+        got = getattr(runs[True], name).state_dict()
+        assert [k for k in expected if not torch.equal(expected[k], got[k])] == [], name
+    assert runs[False].history[-1]["eval"] == runs[True].history[-1]["eval"]
+
+
+def test_frozen_parameters_restores_requires_grad_after_an_error():
+    from amalib.train.trainer import frozen_parameters
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    net[1].bias.requires_grad_(False)  # stays frozen: it did not require gradients before
+    with pytest.raises(RuntimeError, match="inside"):
+        with frozen_parameters(net):
+            assert not any(p.requires_grad for p in net.parameters())
+            assert not net(torch.ones(1, 2)).requires_grad
+            raise RuntimeError("inside")
+    assert [p.requires_grad for p in net.parameters()] == [True, True, True, False]
+
+
 def test_cpu_autocast_is_opt_in_and_bf16_only(tiny_config, tmp_path):
     # The CPU trains in float32 unless train.cpu_amp asks for bf16 (it changes the numbers).
     dtypes = {}
