@@ -105,7 +105,7 @@ def load_or_train(profile: Profile, *, train: bool = False,
 
     With ``train=True`` (the notebooks' ``TRAIN = True``), or when nothing fits (``gpu-real``),
     it trains the profile's full run into ``runs/tutorial/<profile>-full`` instead: on the
-    mini-benchmark the ``mini`` preset (about 20 minutes on two CPU cores), on ``gpu-real`` the
+    mini-benchmark the ``mini`` preset (about 6 minutes on two idle CPU cores), on ``gpu-real`` the
     compressed release recipe. It says which one it loaded (``log``).
 
     Returns:
