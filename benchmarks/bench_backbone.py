@@ -35,16 +35,31 @@ def median_time(fn, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+def add_step_arguments(parser: argparse.ArgumentParser, *, batch: int = 16, n_local: int = 6,
+                       global_size: int = 64, local_size: int = 32) -> None:
+    """The multi-crop step's sizes (``--batch``, ``--n-local``, ``--global-size``,
+    ``--local-size``, ``--out-dim``) and ``--threads``, with these defaults."""
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--n-local", type=int, default=n_local)
+    parser.add_argument("--global-size", type=int, default=global_size)
+    parser.add_argument("--local-size", type=int, default=local_size)
+    parser.add_argument("--out-dim", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+
+
+def dino_loss(student, teacher, crops, loss_fn) -> torch.Tensor:
+    """The student on every crop, the teacher (no gradient) on the two global crops, the loss."""
+    _, student_out = student(crops)
+    with torch.no_grad():
+        _, teacher_out = teacher(crops[:2])
+    return loss_fn(student_out, teacher_out, epoch=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--n-local", type=int, default=6)
-    parser.add_argument("--global-size", type=int, default=64)
-    parser.add_argument("--local-size", type=int, default=32)
-    parser.add_argument("--out-dim", type=int, default=4096)
+    add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,10 +79,7 @@ def main() -> None:
     ]
 
     def full_step() -> None:
-        _, student_out = student(crops)
-        with torch.no_grad():
-            _, teacher_out = teacher(crops[:2])
-        loss = loss_fn(student_out, teacher_out, epoch=0)
+        loss = dino_loss(student, teacher, crops, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

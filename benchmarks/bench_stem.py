@@ -20,11 +20,10 @@ Each pair must agree bit for bit, and the script says whether it does.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
+from bench_backbone import add_step_arguments, dino_loss, median_time  # benchmarks/ is on sys.path
 from torch import nn
 
 from amalib.losses.dino import DINOLoss
@@ -33,15 +32,8 @@ from amalib.models.vit import MaxPool2x2
 from amalib.train.trainer import frozen_parameters
 
 
-def median_ms(fn, runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def median_ms(fn, runs: int) -> float:
+    return median_time(fn, runs, warmup=1) * 1e3
 
 
 def use_pool(model: nn.Module, fast: bool) -> None:
@@ -54,13 +46,8 @@ def use_pool(model: nn.Module, fast: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32, help="images per domain (mini: 32)")
-    parser.add_argument("--n-local", type=int, default=4)
-    parser.add_argument("--global-size", type=int, default=48)
-    parser.add_argument("--local-size", type=int, default=24)
-    parser.add_argument("--out-dim", type=int, default=4096)
+    add_step_arguments(parser, batch=32, n_local=4, global_size=48, local_size=24)  # mini's
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,12 +96,8 @@ def main() -> None:
                                       lr=1e-4)
 
         def step(skip=skip, loss_fn=loss_fn, optimizer=optimizer) -> None:
-            frozen = frozen_parameters(student.backbone) if skip else nullcontext()
-            with frozen:
-                _, student_out = student(crops)
-            with torch.no_grad():
-                _, teacher_out = teacher(crops[:2])
-            loss = loss_fn(student_out, teacher_out, epoch=0)
+            with frozen_parameters(student.backbone) if skip else nullcontext():
+                loss = dino_loss(student, teacher, crops, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p in student.backbone.parameters():
