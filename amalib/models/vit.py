@@ -90,21 +90,31 @@ class MaxPool2x2(nn.MaxPool2d):
     The element-wise maximum of the window's four strided quarters takes 2.5 ms and gives the
     same values: a maximum is exact, and an odd last row or column is dropped, as the kernel's
     floor mode drops it. The bits can differ only in the sign of a zero, where a window ties
-    -0.0 with +0.0, and the stem's inputs hold no -0.0 (they are ReLU outputs after batch norm).
-    ``tests/models/test_vit.py`` compares both with the kernel, and the network's features
-    with those of ``nn.MaxPool2d``, bit for bit.
+    -0.0 with +0.0. In the stem a -0.0 would have to come from a batch-norm output of exactly
+    -0.0 (ReLU keeps it), which takes a shift of exactly -0.0; the seed-0 demo's weights and
+    metrics are the same to the bit. ``tests/models/test_vit.py`` compares the values with the
+    kernel's, and the network's features with those of ``nn.MaxPool2d``, bit for bit.
 
     It is used when no gradient will flow through the call: the teacher's forward in a training
     step, feature extraction, and the frozen backbone of the head warm-up. With a gradient, the
     kernel runs as before, because its indices decide which element of a tied window gets the
-    gradient. On a GPU the kernel always runs.
+    gradient. The kernel also runs on a GPU, on channels-last input (which it vectorises) and
+    on input smaller than a window (it raises). ``torch.jit.script`` cannot compile the module
+    (the stem is not scripted anywhere in amalib).
     """
 
     def __init__(self) -> None:
         super().__init__(kernel_size=2)
 
+    @staticmethod
+    def _kernel_runs(x: torch.Tensor) -> bool:
+        channels_last = (x.dim() == 4 and not x.is_contiguous()
+                         and x.is_contiguous(memory_format=torch.channels_last))
+        return (x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad)
+                or x.dim() not in (3, 4) or min(x.shape[-2:]) < 2 or channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+        if self._kernel_runs(x):
             return super().forward(x)
         rows, cols = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
         top = torch.maximum(x[..., 0:rows:2, 0:cols:2], x[..., 0:rows:2, 1:cols:2])

@@ -358,7 +358,8 @@ class Trainer:
         self.teacher = teacher.to(self.device)
         self.teacher.eval()  # train mode only inside train_step (batch-norm statistics)
         self.student_ddp = self.student
-        if du.is_distributed():
+        self.ddp = du.is_distributed()  # the student is wrapped in DDP
+        if self.ddp:
             self.student_ddp = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
@@ -632,11 +633,12 @@ class Trainer:
         # so the head's first, arbitrary gradients never reach the pretrained features
         # (linear-probe-then-fine-tune, Kumar et al., ICLR 2022). In one process the backbone
         # runs frozen, so backward stops at the head: the demo's epoch 0 takes half the time,
-        # with the same weights to the bit. Under DDP every parameter must get a gradient each
-        # step (the reducer waits for all of them), so there the backbone's gradients are
-        # computed, then dropped.
+        # with the same weights to the bit on the CPU (tested; a GPU or torch.compile may pick
+        # other kernels for a graph without the backbone's backward). Under DDP every parameter
+        # must get a gradient each step (the reducer waits for all of them), so there the
+        # backbone's gradients are computed, then dropped.
         warm_up = epoch < int(self.cfg["train"]["freeze_backbone_epochs"])
-        skip_backbone = warm_up and self.skip_frozen_backward and not du.is_distributed()
+        skip_backbone = warm_up and self.skip_frozen_backward and not self.ddp
         self.teacher.train()
         try:
             with frozen_parameters(self.student.backbone) if skip_backbone else nullcontext():
@@ -644,7 +646,8 @@ class Trainer:
         finally:
             self.teacher.eval()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
+        if total.requires_grad:  # not so when a warm-up's only terms read the frozen backbone
+            self.scaler.scale(total).backward()
         if warm_up:
             for p in self.student.backbone.parameters():
                 p.grad = None

@@ -157,6 +157,12 @@ def test_fast_max_pool_leaves_the_gradient_to_the_kernel(monkeypatch):
         pool(x)
     pool(x.detach())
     assert calls == [True, True]
+    # The kernel also takes channels-last input (which it vectorises) and raises on input
+    # smaller than a window.
+    pool(x.detach().contiguous(memory_format=torch.channels_last))
+    assert len(calls) == 3
+    with pytest.raises(RuntimeError, match="too small"):
+        pool(torch.ones(1, 1, 1, 4))
 
 
 def test_cnn_stem_features_are_those_of_plain_max_pooling():

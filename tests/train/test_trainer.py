@@ -337,6 +337,23 @@ def test_head_warm_up_skips_the_backbones_backward_and_trains_the_same_weights(
     assert runs[False].history[-1]["eval"] == runs[True].history[-1]["eval"]
 
 
+def test_a_warm_up_whose_terms_all_read_the_frozen_backbone_trains_nothing(
+        tiny_config, tmp_path, monkeypatch):
+    # Without SD (the only term through the head), a warm-up step with SG on has a loss that
+    # depends on the frozen backbone alone: it moves no student weight, with or without the
+    # shortcut (which then has no graph to run backward through).
+    cfg = tiny_config(**{"train.freeze_backbone_epochs": 1, "loss.schedule.use_sd": "false",
+                         "loss.schedule.sg_start_epoch": 0})
+    for skip in (False, True):
+        monkeypatch.setattr(Trainer, "skip_frozen_backward", skip)
+        trainer = Trainer(cfg, tmp_path / str(skip), progress=False, log=lambda _: None)
+        start = _params(trainer.student)
+        out, _ = trainer.train_step(next(trainer.batches(0)), epoch=0, global_step=0)
+        assert "sg" in out and torch.isfinite(out["total"])
+        assert all(torch.equal(v, start[k]) for k, v in _params(trainer.student).items()
+                   if "running_" not in k and "num_batches" not in k), skip
+
+
 def test_frozen_parameters_restores_requires_grad_after_an_error():
     from amalib.train.trainer import frozen_parameters
 
