@@ -10,6 +10,7 @@ AMA closes.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
@@ -284,7 +285,9 @@ def run_ablation(out: str | Path = "runs/ablation", *, seeds=(0, 1, 2), config: 
                 log(f"ablation: {name}, seed {seed} <- {run} (amalib demo)")
                 table = _record(table_file, name, str(seed), ama_row_from_demo(run, cfg))
                 continue
-            cfg["eval"]["every"] = cfg["train"]["epochs"]  # final epoch only
+            # Final epoch only, on a copy: `configs` is what the later rows compare with.
+            cfg = copy.deepcopy(cfg)
+            cfg["eval"]["every"] = cfg["train"]["epochs"]
             run = out / _run_name(name, seed)
             # The longest prefix of epochs another row of this seed has already trained exactly
             # as this one would (kept as checkpoint_epoch{n}.pth): resume from it.
