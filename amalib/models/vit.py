@@ -127,8 +127,9 @@ class ConvStemEmbed(PatchEmbed):
 
     For a patch size ``p = 2**n``: ``n`` stages of 3x3 convolution (stride 1, no bias), batch
     norm, ReLU and 2x2 max pooling (:class:`MaxPool2x2`), with ``32, 64, 128, ...`` channels
-    (at most the embedding width), then a 1x1 convolution to the width. The output grid is the patch grid (``H / p``),
-    so everything downstream of ``proj`` (flatten, position embedding, blocks) is unchanged.
+    (at most the embedding width), then a 1x1 convolution to the width. The output grid is the
+    patch grid (``H / p``), so everything downstream of ``proj`` (flatten, position embedding,
+    blocks) is unchanged.
     """
 
     def __init__(self, *args, **kwargs):

@@ -122,8 +122,8 @@ def test_fast_max_pool_is_the_kernel_bit_for_bit(shape):
         fast, kernel = MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2)
     assert fast.shape == kernel.shape
     assert torch.equal(fast, kernel)
-    # Bit for bit once no -0.0 ties a +0.0 (then only the zero's sign may differ; the stem's
-    # inputs, ReLU outputs after batch norm, hold no -0.0).
+    # Bit for bit once no -0.0 ties a +0.0 (a tie is where the zero's sign may differ; in the
+    # stem a -0.0 would need a batch-norm output of exactly -0.0, which ReLU keeps).
     x = x + 0.0  # -0.0 + 0.0 = +0.0
     assert (_bits(x) == _bits(torch.tensor(-0.0))).sum() == 0
     with torch.no_grad():
