@@ -7,13 +7,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.amalib-installed
 OUT    ?= runs/demo
+# Free disk space (GB) a new $(VENV) needs: the pinned stack is about 6.4 GB.
+VENV_NEED_GB ?= 7
 
 .PHONY: demo test test-fast lint notebooks bench venv lock clean wheel
 
 venv: $(STAMP)
 
 $(STAMP): requirements/lock-cpu.txt pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { $(PYTHON) requirements/check_disk.py $(VENV) --need-gb $(VENV_NEED_GB) \
+	                           && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/lock-cpu.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -34,7 +37,7 @@ RANKING_TESTS := tests/test_metrics.py tests/test_chance_levels.py tests/test_pr
 ## order that depends on the CPU fails there, on any machine); then unit tests, DDP tests and the
 ## notebook series (nbval) with the machine's defaults.
 test: $(STAMP)
-	$(BIN)/ruff check amalib tests benchmarks
+	$(BIN)/ruff check amalib tests benchmarks requirements
 	$(BIN)/lint-imports
 	$(LOW_CPU) $(BIN)/python -m pytest -q -p no:cacheprovider $(RANKING_TESTS)
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg
@@ -43,7 +46,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow and not ddp"
 
 lint: $(STAMP)
-	$(BIN)/ruff check amalib tests benchmarks
+	$(BIN)/ruff check amalib tests benchmarks requirements
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
