@@ -7,6 +7,16 @@ from tiny_benchmark import TINY_DATA, tiny_overrides
 
 from amalib.config import load_config
 
+#: What a shell (or `make test`, for the notebooks it executes) may set to steer the tutorial
+#: helpers: the tests choose profile, device and model themselves.
+TUTORIAL_VARIABLES = ("AMALIB_PROFILE", "AMALIB_DEVICE", "AMALIB_MODEL")
+
+
+@pytest.fixture(autouse=True)
+def no_forced_tutorial_environment(monkeypatch):
+    for name in TUTORIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):

@@ -35,13 +35,6 @@ TINY_RUN = ("train.epochs=2", "train.max_steps_per_epoch=1",
             "loss.schedule.ma_start_epoch=1", "loss.schedule.sg_start_epoch=1")
 
 
-@pytest.fixture(autouse=True)
-def no_forced_profile(monkeypatch):
-    """The tests choose their profile; a shell's AMALIB_PROFILE/AMALIB_DEVICE must not."""
-    monkeypatch.delenv(profiles.PROFILE_VARIABLE, raising=False)
-    monkeypatch.delenv(profiles.DEVICE_VARIABLE, raising=False)
-
-
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -134,6 +127,21 @@ def test_cpu_profile_config_and_short_run():
 
     weights = ObjectiveSchedule.from_config(short["loss"]["schedule"]).weights(2)
     assert all(w > 0 for w in weights.values())
+
+
+def test_cpu_full_run_is_the_demos_run():
+    """TRAIN = True on cpu-mini trains what `amalib demo --seed 0` trains, workers included (the
+    worker count decides the augmentation's random streams), while the short runs load in-process."""
+    from amalib.config import load_config
+
+    profile = tutorial.select_profile("cpu-mini")
+    demo = load_config("mini", ["train.seed=0"])  # as amalib.experiments.demo resolves it
+    assert demo["data"]["num_workers"] > 0
+    assert profile.full_run_config() == demo
+    assert profile.config()["data"]["num_workers"] == 0
+    # A user's own worker count is kept in the full run too.
+    own = tutorial.select_profile("cpu-mini", overrides=["data.num_workers=1"])
+    assert own.full_run_config()["data"]["num_workers"] == 1
 
 
 def test_unknown_profile_is_an_error():
@@ -343,6 +351,46 @@ def test_load_or_train_loads_the_shipped_model_on_a_fresh_checkout(in_tmp):
     short.parent.mkdir(parents=True)
     torch.save({"config": profile.short_run_config(), "teacher": {}, "epoch": 3}, short)
     assert tutorial.load_or_train(profile, log=lambda _l: None)[2] == "ama_mini"
+
+
+def test_amalib_model_replaces_the_search_of_runs(in_tmp, tiny_root, monkeypatch):
+    """make test sets AMALIB_MODEL=ama_mini so that notebook 06 evaluates the model its committed
+    outputs show, whatever runs/ holds; TRAIN = True still trains."""
+    import shutil
+
+    from conftest import TUTORIAL_VARIABLES
+
+    assert set(TUTORIAL_VARIABLES) == {profiles.PROFILE_VARIABLE, profiles.DEVICE_VARIABLE,
+                                       tutorial.MODEL_VARIABLE} and tutorial.MODEL_VARIABLE == "AMALIB_MODEL"
+    profile = tiny_profile(tiny_root)
+    _, _, own = tutorial.load_or_train(profile, log=lambda _l: None)  # the notebooks' own run
+    elsewhere = in_tmp / "elsewhere" / "checkpoint.pth"
+    elsewhere.parent.mkdir()
+    shutil.copy(own, elsewhere)
+    monkeypatch.setenv("AMALIB_MODEL", str(elsewhere))
+    lines = []
+    _, cfg, checkpoint = tutorial.load_or_train(profile, log=lines.append)
+    assert checkpoint == elsewhere and cfg == profile.full_run_config()  # not the own run
+    assert len(lines) == 1 and "AMALIB_MODEL" in lines[0] and str(elsewhere) in lines[0]
+    lines.clear()
+    tutorial.load_or_train(profile, train=True, log=lines.append)
+    assert lines[0].startswith("training the full tiny run")
+    # A model of another benchmark cannot serve the profile: said, not used.
+    monkeypatch.setenv("AMALIB_MODEL", "ama_mini")
+    with pytest.raises(ValueError, match="AMALIB_MODEL=ama_mini .* profile tiny"):
+        tutorial.load_or_train(profile, log=lambda _l: None)
+
+
+def test_amalib_model_names_the_shipped_model_past_a_demo_run(in_tmp, monkeypatch):
+    profile = tutorial.select_profile("cpu-mini")
+    demo = in_tmp / "runs" / "demo" / "train" / "checkpoint.pth"
+    demo.parent.mkdir(parents=True)
+    demo.write_bytes(b"not a checkpoint")  # found first without the variable, and unreadable
+    with pytest.raises(Exception, match="checkpoint"):
+        tutorial.load_or_train(profile, log=lambda _l: None)
+    monkeypatch.setenv("AMALIB_MODEL", tutorial.SHIPPED_MODEL)
+    backbone, cfg, checkpoint = tutorial.load_or_train(profile, log=lambda _l: None)
+    assert checkpoint == tutorial.SHIPPED_MODEL and cfg["train"]["epochs"] == 6
 
 
 def test_train_steps_runs_the_engine_step(in_tmp, tiny_root):

@@ -12,8 +12,9 @@ needs, one module per job:
   them; ``AMALIB_PROFILE``/``AMALIB_DEVICE`` force a profile and device from the environment;
 * :mod:`~amalib.tutorial.runs`: "load a trained model — the notebooks' own full run, the
   demo's, or the one that ships with amalib (``ama_mini``) — or train one" (notebooks 05 and
-  06), the evaluation data and starting backbone of a config (the Trainer's own,
-  :mod:`amalib.train.build`), a few engine steps;
+  06; ``AMALIB_MODEL`` names the model from the environment), the evaluation data and
+  starting backbone of a config (the Trainer's own, :mod:`amalib.train.build`), a few engine
+  steps;
 * :mod:`~amalib.tutorial.analysis`: small diagnostics of AMA's pieces (cluster purity, prototype
   neighbours, the teacher's confidence in its own cluster, a toy DINO collapse experiment).
 
@@ -60,6 +61,7 @@ from amalib.tutorial.profiles import (
     select_profile,
 )
 from amalib.tutorial.runs import (
+    MODEL_VARIABLE,
     SHIPPED_MODEL,
     eval_sets,
     find_trained_run,
@@ -78,6 +80,7 @@ __all__ = [
     "DEVICE_VARIABLE",
     "GPU_SHORT_RUN",
     "HOME_VARIABLE",
+    "MODEL_VARIABLE",
     "PROFILES",
     "PROFILE_VARIABLE",
     "Profile",

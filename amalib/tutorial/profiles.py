@@ -83,10 +83,11 @@ class Profile:
     """What a notebook runs on: a config, its overrides, a device and a run directory.
 
     Attributes:
-        name: ``"cpu-mini"`` or ``"gpu-real"``.
+        name: ``"cpu-mini"``, ``"gpu-mini"`` or ``"gpu-real"``.
         config_name: Shipped config (``"mini"``, ``"sketchy25"``, …).
         overrides: Dotted overrides applied to every config of the profile.
         short_run: Extra overrides of the short training run of notebook 05.
+        full_run: Extra overrides of the full run (``TRAIN = True``; :meth:`full_run_config`).
         device: ``"cpu"`` or ``"cuda"`` (``AMALIB_DEVICE`` can force either).
         description: One line for the notebook.
     """
@@ -248,11 +249,21 @@ def _select_profile(name: str, benchmark: str, data_root, weights, overrides: tu
             description=f"the embedded mini-benchmark (generated into data/mini) on {on}",
         )
     if name == "cpu-mini":
+        # In-process data loading for the notebooks' few-step runs (no worker start-up), but the
+        # full run (TRAIN = True) loads data as `amalib demo` does: the worker count decides the
+        # augmentation's random streams, so with it the full run is the demo's run, number for
+        # number on the same machine. A user's own data.num_workers override wins in both.
+        workers_set = any(o.split("=", 1)[0].strip() == "data.num_workers" for o in overrides)
+        from amalib.config import load_config
+
+        full_run = () if workers_set else (
+            f"data.num_workers={load_config('mini')['data']['num_workers']}",)
         return Profile(
             name="cpu-mini",
             config_name="mini",
             overrides=("data.num_workers=0", *overrides),
             short_run=CPU_SHORT_RUN,
+            full_run=full_run,
             device=device or "cpu",
             description="the embedded mini-benchmark (generated into data/mini) on "
                         + ("the CPU" if (device or "cpu") == "cpu" else str(gpu_name())),

@@ -5,13 +5,20 @@ notebooks' own full run, the demo's, or the one that ships with amalib), or trai
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from amalib.tutorial.profiles import Profile
 
-__all__ = ["SHIPPED_MODEL", "eval_sets", "find_trained_run", "load_or_train",
+__all__ = ["MODEL_VARIABLE", "SHIPPED_MODEL", "eval_sets", "find_trained_run", "load_or_train",
            "load_starting_backbone", "shipped_model_info", "train_steps"]
+
+#: Environment variable naming the trained model ``load_or_train`` returns (a checkpoint, or a
+#: shipped model's name such as ``ama_mini``) instead of searching ``runs/``. ``make test`` sets
+#: ``AMALIB_MODEL=ama_mini``: the committed outputs of notebook 06 are the shipped model's, and
+#: a ``runs/demo`` left by ``make demo`` must not change what nbval compares them with.
+MODEL_VARIABLE = "AMALIB_MODEL"
 
 
 def eval_sets(config: dict) -> dict:
@@ -103,6 +110,9 @@ def load_or_train(profile: Profile, *, train: bool = False,
     3. the model that ships with amalib (``ama_mini``: the teacher of ``amalib demo --seed 0``)
        on the mini-benchmark.
 
+    ``AMALIB_MODEL`` in the environment replaces the search (not ``train=True``): the model it
+    names is returned, or an error says why it cannot serve the profile.
+
     With ``train=True`` (the notebooks' ``TRAIN = True``), or when nothing fits (``gpu-real``),
     it trains the profile's full run into ``runs/tutorial/<profile>-full`` instead: on the
     mini-benchmark the ``mini`` preset (about 6 minutes on two idle CPU cores), on ``gpu-real`` the
@@ -125,6 +135,16 @@ def load_or_train(profile: Profile, *, train: bool = False,
     if isinstance(candidates, (str, Path)):  # one run directory or checkpoint
         candidates = [candidates]
     wanted = profile.full_run_config()
+    forced = os.environ.get(MODEL_VARIABLE, "").strip()
+    if forced and not train:
+        backbone, cfg = load_trained_backbone(forced)
+        if not _fits(cfg, wanted):
+            raise ConfigError(f"{MODEL_VARIABLE}={forced} was trained on the {cfg.get('benchmark')} "
+                              f"benchmark with another model or data than profile {profile.name} "
+                              f"uses; unset {MODEL_VARIABLE} or name a run of this profile")
+        log(f"loaded {forced} ({MODEL_VARIABLE} names it; runs/ was not searched)")
+        checkpoint = Path(forced) if Path(forced).expanduser().exists() else forced
+        return backbone.to(profile.device), cfg, checkpoint
     if not train:
         for own in dict.fromkeys([profile.full_run_dir, profile.run_dir]):
             found = find_trained_run([own])
