@@ -6,6 +6,8 @@ TINY_DATA = {
     "seed": 0, "image_size": 32, "n_seen": 4, "n_unseen": 2, "sketches_per_class": 8,
     "photos_per_class": 6, "test_sketches_per_class": 3, "test_photos_per_class": 4,
     "n_pretrain_classes": 2, "pretrain_photos_per_class": 8,
+    # busy, as the tests were written for; the mini config and the generator default to calm
+    "photo_style": "busy",
 }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 # Per benchmark: (sketch path pattern, photo path pattern, seen classes, unseen classes used).
-# Patterns follow METHOD.md's example paths; {c} is the class, {i} the image number.
+# Patterns follow docs/method.md's example paths; {c} is the class, {i} the image number.
 LAYOUTS = {
     "sketchy21": (
         "256x256/sketch/tx_000000000000_ready/{c}/n0269_{i}-1.png",

@@ -75,7 +75,7 @@ def test_read_class_names_rejects_bad_maps(tmp_path, content, message):
         read_class_names(f)
 
 
-# Published facts (METHOD.md), typed here independently of the registry.
+# Published facts (docs/method.md), typed here independently of the registry.
 PUBLISHED = {
     "sketchy21": (21, 12694, 12553, 104),
     "sketchy25": (25, 15229, 17101, 100),

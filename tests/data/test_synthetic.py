@@ -32,6 +32,7 @@ TINY = dict(
     test_photos_per_class=2,
     n_pretrain_classes=2,
     pretrain_photos_per_class=2,
+    photo_style="busy",  # the trees these tests were written for; calm_tree is the other style
 )
 
 LISTS = {
@@ -263,7 +264,7 @@ def test_photo_background_kinds_errors(tiny_tree, tmp_path):
 @pytest.fixture(scope="module")
 def calm_tree(tmp_path_factory):
     return generate_mini_benchmark(tmp_path_factory.mktemp("mini") / "calm", workers=1,
-                                   photo_style="calm", **TINY)
+                                   **{**TINY, "photo_style": "calm"})
 
 
 def test_calm_style_changes_only_the_photos(tiny_tree, calm_tree):
@@ -298,7 +299,7 @@ def test_unknown_photo_style_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="calm"):
         render_photo("star_legs", np.random.default_rng(0), 32, style="noisy")
     with pytest.raises(ValueError, match="photo_style"):
-        generate_mini_benchmark(tmp_path / "m", workers=1, photo_style="noisy", **TINY)
+        generate_mini_benchmark(tmp_path / "m", workers=1, **{**TINY, "photo_style": "noisy"})
     assert not (tmp_path / "m").exists()
 
 
@@ -306,7 +307,7 @@ def test_ensure_regenerates_when_the_photo_style_changes(tmp_path):
     root = tmp_path / "mini"
     ensure_mini_benchmark(root, workers=1, **TINY)
     (root / "marker.txt").write_text("busy tree")
-    ensure_mini_benchmark(root, workers=1, photo_style="calm", **TINY)
+    ensure_mini_benchmark(root, workers=1, **{**TINY, "photo_style": "calm"})
     assert not (root / "marker.txt").exists()
     assert json.loads((root / "manifest.json").read_text())["params"]["photo_style"] == "calm"
 
@@ -322,14 +323,37 @@ def test_background_kinds_do_not_depend_on_the_photo_style(tiny_tree, calm_tree)
 
 def test_busy_photos_are_the_pixels_of_generator_version_2():
     # The SHA-256 of these raw pixels from render_photo at commit 3296b1b, before photo_style
-    # existed: the default must keep rendering the trees that the shipped backbone, the
-    # notebooks and the README's tables were made from. (Raw pixels, not JPEG bytes.)
+    # existed: "busy" must keep rendering the trees of that generator, which configs without
+    # data.generate.photo_style still ask for. (Raw pixels, not JPEG bytes.)
     digest = hashlib.sha256()
     for k in range(0, 150, 7):
-        digest.update(render_photo(class_name(k), np.random.default_rng(k), 32).tobytes())
+        photo = render_photo(class_name(k), np.random.default_rng(k), 32, style="busy")
+        digest.update(photo.tobytes())
     assert digest.hexdigest() == (
         "5d84d7650aca373c58abd5eb89c1f377be076b06aac4801fefb2793508428320"
-    ), "the default (busy) photos changed: bump GENERATOR_VERSION and regenerate what used them"
+    ), "the busy photos changed: bump GENERATOR_VERSION and regenerate what used them"
+
+
+def test_ensure_with_default_arguments_reuses_the_mini_configs_tree(tmp_path):
+    # data/README.md sends users to ensure_mini_benchmark("data/mini"): with its defaults it must
+    # accept the tree the mini config generated there, not regenerate it with other photos.
+    from amalib.config import load_config
+
+    generate = load_config("mini")["data"]["generate"]
+    defaults = synthetic.check_mini_benchmark_params()
+    assert defaults.pop("workers") >= 1
+    from_config = synthetic.check_mini_benchmark_params(**generate)
+    from_config.pop("workers")
+    assert defaults == from_config and defaults["photo_style"] == "calm"
+    # The same at a tiny size: a tree from the config's parameters, then ensure_mini_benchmark
+    # with only the sizes given (photo_style and the rest left to the defaults) reuses it.
+    sizes = {k: v for k, v in TINY.items() if k not in ("seed", "photo_style")}
+    root = generate_mini_benchmark(tmp_path / "mini", workers=1, **{**generate, **sizes})
+    (root / "marker.txt").write_text("the config's tree")
+    assert ensure_mini_benchmark(root, workers=1, **sizes) == root
+    assert (root / "marker.txt").exists()  # reused, not regenerated
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["params"]["photo_style"] == generate["photo_style"] == "calm"
 
 
 def test_check_mini_benchmark_params_names_the_bad_parameter():

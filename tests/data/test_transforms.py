@@ -189,7 +189,7 @@ def _blurs(compose):
 
 
 def test_sketch_photometric_dino_is_the_photo_recipe():
-    """METHOD.md and the release give sketches DINO's photometric augmentation too."""
+    """docs/method.md and the release give sketches DINO's photometric augmentation too."""
     kwargs = dict(global_size=32, local_size=16, n_local=2)
     photo = MultiCropTransform(**kwargs, domain="photo")
     sketch = MultiCropTransform(**kwargs, domain="sketch", photometric="dino")

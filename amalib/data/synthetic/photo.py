@@ -85,11 +85,14 @@ def render_photo(class_name: str, rng: np.random.Generator, image_size: int = 64
         class_name: A grammar class, e.g. ``"circle_legs"``.
         rng: The instance's random generator (every free parameter is drawn from it).
         image_size: Side of the square RGB output.
-        style: One of :data:`PHOTO_STYLES`. ``"busy"`` (the default benchmark): full-contrast
+        style: One of :data:`PHOTO_STYLES`. ``"busy"`` (this function's default, and the
+            mini-benchmark's photos until the ``mini`` config chose calm): full-contrast
             backgrounds, up to three clutter items, objects 50-80 % of the image, an occluder in
-            30 % of the photos. ``"calm"``: the background's contrast cut to 15-40 %, clutter in
-            30 % of the photos (one item), objects 60-90 % placed closer to the centre, occluders
-            in 10 %. The background kind is drawn first and does not depend on the style.
+            30 % of the photos. ``"calm"`` (the ``mini`` config's, and
+            :func:`generate_mini_benchmark`'s default): the background's contrast cut to 15-40 %,
+            clutter in 30 % of the photos (one item), objects 60-90 % placed closer to the
+            centre, occluders in 10 %. The background kind is drawn first and does not depend
+            on the style.
         info: If given, ``info["background"]`` is set to the background kind (an index into
             :data:`BACKGROUND_KINDS`), a nuisance factor for probing features. The image is the
             same either way.

@@ -76,7 +76,7 @@ def check_mini_benchmark_params(**params) -> dict:
 
     Args:
         **params: Keyword arguments of :func:`generate_mini_benchmark` (``root`` excluded);
-            missing ones take their defaults.
+            missing ones take its defaults, which are the ``mini`` config's.
 
     Returns:
         All parameters, ``workers`` included, with integers as ``int``.
@@ -249,10 +249,13 @@ def generate_mini_benchmark(
     test_photos_per_class: int = 60,
     n_pretrain_classes: int = 20,
     pretrain_photos_per_class: int = 100,
-    photo_style: str = "busy",
+    photo_style: str = "calm",
     workers: int = 2,
 ) -> Path:
     """Generate the embedded mini-benchmark under ``root`` (layout: :mod:`amalib.data.synthetic`).
+
+    The defaults are the ``mini`` config's ``data.generate`` (``amalib/configs/mini.yaml``): the
+    tree that ``amalib demo`` generates into ``data/mini``.
 
     The output is a pure function of the parameters (``workers`` excluded): every image has its
     own generator seeded by ``(seed, domain, class, index)``, so the same parameters give
@@ -274,7 +277,8 @@ def generate_mini_benchmark(
         n_pretrain_classes: Extra photo-only classes for pretraining, disjoint from both.
         pretrain_photos_per_class: Photos per pretraining class.
         photo_style: How cluttered the photos are, one of :data:`PHOTO_STYLES` (see
-            :func:`render_photo`); the sketches do not depend on it.
+            :func:`render_photo`): ``"calm"``, the ``mini`` config's, or ``"busy"``, the
+            default until the ``mini`` config chose calm. The sketches do not depend on it.
         workers: Processes used for rendering (``<= 1``: in this process).
 
     Returns:
@@ -373,7 +377,9 @@ def ensure_mini_benchmark(root="data/mini", **params) -> Path:
 
     Args:
         root: Benchmark directory.
-        **params: Keyword arguments of :func:`generate_mini_benchmark`.
+        **params: Keyword arguments of :func:`generate_mini_benchmark`; missing ones take its
+            defaults, the ``mini`` config's, so ``ensure_mini_benchmark("data/mini")`` reuses
+            the tree that ``amalib demo`` generated there.
     """
     root = Path(root)
     full = check_mini_benchmark_params(**params)
