@@ -4,7 +4,8 @@ Every epoch after the warm-up, AMA clusters the teacher CLS features of a domain
 set at several granularities (250, 500 and 1000 clusters on the real benchmarks) and uses the
 assignments as pseudo-labels for the cluster contrastive loss and the centroids as prototypes for
 the confidence filter and the mutual alignment loss (Yin et al., "Asymmetric Mutual Alignment for
-Unsupervised Zero-Shot Sketch-Based Image Retrieval", AAAI 2024; see ``METHOD.md``, losses 2-3).
+Unsupervised Zero-Shot Sketch-Based Image Retrieval", AAAI 2024; see ``docs/method.md``, losses
+2-3).
 
 The release runs faiss k-means with 20 iterations, 5 restarts and at most 2000 points per
 centroid; those are the defaults here. Importing this module does not import faiss: it is

@@ -278,7 +278,7 @@ UPGRADE_DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("loss.cluster.space", "normalised_spherical"),
     # L_MA on the first global crop's rows only
     ("loss.mutual_alignment.crops", "first_global"),
-    # METHOD.md's linear CC ramp
+    # docs/method.md's linear CC ramp
     ("loss.schedule.cc_ramp_reading", "linear"),
     # `amalib pretrain` trained plain DINO
     ("pretrain.objective", "dino"),

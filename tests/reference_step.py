@@ -5,7 +5,7 @@ one teacher forward on the global crops of both domains concatenated per resolut
 student forward in which the sketches and photos of one resolution share a backbone call, every
 loss term from those features. This module computes the same objective (Yin et al.,
 "Asymmetric Mutual Alignment for Unsupervised Zero-Shot Sketch-Based Image Retrieval", AAAI
-2024; ``METHOD.md``) without any of those tricks, so that the fused path can be checked against
+2024; ``docs/method.md``) without any of those tricks, so that the fused path can be checked against
 it and timed against it (``benchmarks/bench_train_step.py``):
 
 * per domain, per crop: one backbone call and one head call (no concatenation across crops or

@@ -16,7 +16,7 @@ e.g. ``<root>/Sketchy/zeroshot0/sketch_tx_000000000000_ready_filelist_train.txt`
 ``<root>/Sketchy/256x256/sketch/...``. The embedded mini-benchmark (``"mini"``, see
 :mod:`amalib.data.synthetic`) uses the same scheme with ``image_root = ""``.
 
-Unseen-class lists and sizes are the published ones (see ``METHOD.md``, "Benchmarks and their
+Unseen-class lists and sizes are the published ones (see ``docs/method.md``, "Benchmarks and their
 file lists").
 """
 

@@ -1,6 +1,6 @@
 """Datasets over benchmark file lists: unlabelled training sets, labelled evaluation sets.
 
-Training code must never see a label (METHOD.md, "The task"): :class:`UnlabelledImages` reads
+Training code must never see a label (docs/method.md, "The task"): :class:`UnlabelledImages` reads
 a list file, keeps the paths and **drops the labels before storing anything**, and returns
 ``(transform(image), index)``; ``index`` is the sample's position in its domain's training list,
 which is how the engine looks up cluster assignments. :class:`LabelledImages` returns
@@ -273,9 +273,9 @@ def build_eval_sets(
     Args:
         root: Data root.
         spec: The benchmark.
-        transform: Test-time transform (METHOD.md: resize 224 + centre crop 224).
+        transform: Test-time transform (docs/method.md: resize 224 + centre crop 224).
         train_transform: Transform for the seen-class sets used for feature extraction /
-            clustering (METHOD.md: resize 256 + centre crop 224); defaults to ``transform``.
+            clustering (docs/method.md: resize 256 + centre crop 224); defaults to ``transform``.
 
     Returns:
         ``{"sketch_test", "photo_test"}``: :class:`LabelledImages` of the unseen classes

@@ -113,14 +113,14 @@ class MultiCropTransform:
     a random stroke thickening (pen width) and DINO's blur schedule (blur keeps white white).
 
     ``photometric`` overrides the domain's recipe: ``"dino"`` gives sketches the photo recipe
-    above, as METHOD.md and the release do (the release builds the same
+    above, as docs/method.md and the release do (the release builds the same
     ``DataAugmentationDINO`` for both domains, only the crop scales differ); ``"sketch"`` gives
     the sketch recipe. ``None`` (the default) is ``"dino"`` for photos and ``"sketch"`` for
     sketches.
 
     Crop sizes and scales come from the config: 224 / 96 with scales (0.6, 1.0) / (0.2, 0.6) on
-    the real benchmarks (METHOD.md), small sizes on the embedded one. ``blur_sigma`` is a radius
-    range in pixels; ``blur_radius="scaled_to_crop"`` (default) reads it at 224 pixels and
+    the real benchmarks (docs/method.md), small sizes on the embedded one. ``blur_sigma`` is a
+    radius range in pixels; ``blur_radius="scaled_to_crop"`` (default) reads it at 224 pixels and
     scales it with each crop's size (a 96-pixel local crop gets 0.04-0.86 from 0.1-2.0),
     ``blur_radius="absolute"`` uses it as is at every crop size, as DINO and the release do.
 
@@ -128,7 +128,7 @@ class MultiCropTransform:
         global_size: Side of the global crops.
         local_size: Side of the local crops.
         n_global: Number of global crops (DINO: 2; the DINO/AMA losses assume 2).
-        n_local: Number of local crops (METHOD.md: 8).
+        n_local: Number of local crops (docs/method.md: 8).
         global_scale: Area fraction range of the global crops.
         local_scale: Area fraction range of the local crops.
         domain: ``"photo"`` or ``"sketch"``.
@@ -237,7 +237,7 @@ def eval_transform(resize: int, crop: int, *, interpolation: str = "bicubic",
                    mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """Evaluation transform: resize the shorter side to ``resize``, centre-crop ``crop``, normalise.
 
-    METHOD.md: cluster features use ``eval_transform(256, 224)``, test features
+    docs/method.md: cluster features use ``eval_transform(256, 224)``, test features
     ``eval_transform(224, 224)``. ``interpolation`` is ``"bicubic"`` (amalib's default, as the
     training crops) or ``"bilinear"`` (torchvision's ``Resize`` default, which the release's
     ``EvalDataset`` / ``TestDataset`` use).

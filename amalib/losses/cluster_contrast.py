@@ -1,7 +1,7 @@
 """Intra-modality cluster contrastive loss L_CC of AMA.
 
 Yin et al., "Asymmetric Mutual Alignment for Unsupervised Zero-Shot Sketch-Based Image
-Retrieval", AAAI 2024 (``METHOD.md``, loss 2). Supervised-contrastive style (Khosla et al.,
+Retrieval", AAAI 2024 (``docs/method.md``, loss 2). Supervised-contrastive style (Khosla et al.,
 NeurIPS 2020) with k-means pseudo-labels of the teacher at several granularities and a teacher
 confidence filter.
 

@@ -1,7 +1,7 @@
 """Cross-modality mutual alignment loss L_MA of AMA ("distance of distance").
 
 Yin et al., "Asymmetric Mutual Alignment for Unsupervised Zero-Shot Sketch-Based Image
-Retrieval", AAAI 2024 (``METHOD.md``, loss 3). The student features of one domain are
+Retrieval", AAAI 2024 (``docs/method.md``, loss 3). The student features of one domain are
 soft-assigned to the sketch prototypes and to the photo prototypes; the within-batch distance
 matrices of the two assignments must agree. This aligns the relational structure of the two
 domains without any sketch-photo pairing.

@@ -2,7 +2,7 @@
 
 Kim et al., "Self-Taught Metric Learning without Labels", CVPR 2022 (STML), used by Yin et al.,
 "Asymmetric Mutual Alignment for Unsupervised Zero-Shot Sketch-Based Image Retrieval", AAAI 2024
-(``METHOD.md``, loss 4). The teacher's pairwise similarities, refined by the context of mutual
+(``docs/method.md``, loss 4). The teacher's pairwise similarities, refined by the context of mutual
 k-nearest neighbours, are soft targets for the student's normalised pairwise distances.
 
 Differences from the public code (STML's ``RC_STML`` and AMA's ``SGLoss``): no Python loop over

@@ -454,7 +454,7 @@ def load_dino_weights(
 ) -> dict:
     """Load an official DINO file into a student and a teacher :class:`MultiCropWrapper`.
 
-    Both networks start from the same weights (AMA/METHOD.md): by default the file's *teacher*
+    Both networks start from the same weights (AMA/docs/method.md): by default the file's *teacher*
     backbone (the one DINO publishes as ``*_pretrain.pth``) and, when the file has one and
     ``load_head`` is set, its teacher head. ``source="student"`` uses the file's student for both;
     ``source="each"`` loads student into student and teacher into teacher (to resume DINO).

@@ -4,7 +4,7 @@ The Python side of the sketch pad (:func:`amalib.apps.sketch_pad`, notebook
 ``06_retrieval_evaluation.ipynb``); ``amalib retrieve --strokes`` renders a drawing the same way
 and embeds it like a sketch file (:func:`amalib.retrieval.gallery.embed_images`). A drawing is rendered
 in the benchmark's sketch style (:func:`amalib.data.strokes.render_strokes`), passed through the
-evaluation transform of the run, embedded by the retrieval backbone (the teacher, METHOD.md:
+evaluation transform of the run, embedded by the retrieval backbone (the teacher, docs/method.md:
 the L2-normalised CLS feature) and compared with precomputed gallery features by cosine
 similarity.
 

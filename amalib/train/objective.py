@@ -1,14 +1,15 @@
 """Which loss terms are on at a given epoch, and with what weight (AMA's objective schedule).
 
-``METHOD.md`` ("Total"): ``L = 2 L_SD^sketch + 1 L_SD^photo + w_cc(e) (L_CC^sketch + L_CC^photo)
-+ 0.02 (L_SG^sketch + L_SG^photo) + 0.1 L_MA`` with ``w_cc`` ramping linearly from 0 to 0.5
-between epochs 20 and 100, and SG and MA starting at epoch 40 (Yin et al., AAAI 2024, and the
-authors' release). Every weight and start epoch is configuration; every term can be switched off
-for ablations (its weight is then 0 at every epoch).
+``docs/method.md`` ("Total"): ``L = 2 L_SD^sketch + 1 L_SD^photo
++ w_cc(e) (L_CC^sketch + L_CC^photo) + 0.02 (L_SG^sketch + L_SG^photo) + 0.1 L_MA`` with
+``w_cc`` ramping linearly from 0 to 0.5 between epochs 20 and 100, and SG and MA starting at
+epoch 40 (Yin et al., AAAI 2024, and the authors' release). Every weight and start epoch is
+configuration; every term can be switched off for ablations (its weight is then 0 at every
+epoch).
 
 Epochs are 0-based. Two readings of the CC ramp (``cc_ramp_reading``):
 
-* ``"linear"`` (the default; METHOD.md's reading): ``w_cc(e) = 0`` for ``e <= cc_start_epoch``,
+* ``"linear"`` (the default; docs/method.md's reading): ``w_cc(e) = 0`` for ``e <= cc_start_epoch``,
   ``cc_weight * (e - cc_start_epoch) / (cc_ramp_end_epoch - cc_start_epoch)`` in between,
   ``cc_weight`` from ``cc_ramp_end_epoch`` on. With the defaults ``w_cc(20) = 0``,
   ``w_cc(39) = 0.11875``, ``w_cc(40) = 0.125``, ``w_cc(60) = 0.25``, ``w_cc(100) = 0.5``.
@@ -73,9 +74,10 @@ class ObjectiveSchedule(ScheduleConfig):
         sg_weight: weight of the similarity guidance term (applies to the sum of both domains).
         sg_start_epoch: first epoch of the SG term.
         use_sd, use_cc, use_ma, use_sg: switch a term off (weight 0 everywhere) for ablations.
-        cc_ramp_reading: ``"linear"`` (METHOD.md: 0 -> ``cc_weight`` between ``cc_start_epoch`` and
-            ``cc_ramp_end_epoch``) or ``"release_line"`` (the release's line: the same ramp
-            until ``sg_start_epoch``, then ``cc_weight``); see the module docstring.
+        cc_ramp_reading: ``"linear"`` (docs/method.md: 0 -> ``cc_weight`` between
+            ``cc_start_epoch`` and ``cc_ramp_end_epoch``) or ``"release_line"`` (the release's
+            line: the same ramp until ``sg_start_epoch``, then ``cc_weight``); see the module
+            docstring.
     """
 
     # The fields, their defaults and their checks are the config section's

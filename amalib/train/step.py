@@ -1,7 +1,7 @@
 """One AMA training step: the forward pass of both networks, then every loss term of the batch.
 
 :func:`ama_losses` is the objective, written top to bottom (Yin et al., AAAI 2024;
-``METHOD.md``): from the student's and teacher's outputs of one batch to the dictionary of
+``docs/method.md``): from the student's and teacher's outputs of one batch to the dictionary of
 terms and their weighted total. It is pure apart from the state its loss modules keep (each
 :class:`~amalib.losses.DINOLoss` moves its centre; the cluster contrastive loss records what its
 confidence filter kept). :func:`forward` runs the networks the way the engine does: the crops of

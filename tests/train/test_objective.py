@@ -11,8 +11,8 @@ EPOCHS = (0, 19, 20, 21, 39, 40, 60, 99, 100, 150)
 
 
 def expected_weights(epoch):
-    """METHOD.md's total loss written out: SD 2:1 always, CC ramps 0 -> 0.5 over epochs 20..100,
-    SG 0.02 and MA 0.1 from epoch 40 (0-based epochs)."""
+    """docs/method.md's total loss written out: SD 2:1 always, CC ramps 0 -> 0.5 over epochs
+    20..100, SG 0.02 and MA 0.1 from epoch 40 (0-based epochs)."""
     if epoch <= 20:
         cc = 0.0
     else:
@@ -140,7 +140,7 @@ def test_default_table_epochs():
     ],
 )
 def test_cc_ramp_readings_hand_values(epoch, linear, release_line):
-    assert ObjectiveSchedule().cc_ramp_reading == "linear"  # the default follows METHOD.md
+    assert ObjectiveSchedule().cc_ramp_reading == "linear"  # the default follows docs/method.md
     got_linear = ObjectiveSchedule(cc_ramp_reading="linear").weights(epoch)["cc"]
     got_release = ObjectiveSchedule(cc_ramp_reading="release_line").weights(epoch)["cc"]
     assert got_linear == pytest.approx(linear, abs=1e-12)

@@ -348,7 +348,7 @@ RELEASE_SWITCHES = {
     ("data", "photo_crops", "blur_radius"): ("absolute", "scaled_to_crop"),
     ("data", "resize_interpolation"): ("bilinear", "bicubic"),
     ("model", "pos_embed_interpolation"): ("dino", "timm"),
-    # METHOD.md's reading in both (the issue: "the default follows METHOD.md").
+    # docs/method.md's reading in both (the issue: "the default follows docs/method.md").
     ("loss", "schedule", "cc_ramp_reading"): ("linear", "linear"),
 }
 
