@@ -6,10 +6,11 @@ import pytest
 from tiny_benchmark import TINY_DATA, tiny_overrides
 
 from amalib.config import load_config
+from amalib.tutorial import DEVICE_VARIABLE, MODEL_VARIABLE, PROFILE_VARIABLE
 
 #: What a shell (or `make test`, for the notebooks it executes) may set to steer the tutorial
 #: helpers: the tests choose profile, device and model themselves.
-TUTORIAL_VARIABLES = ("AMALIB_PROFILE", "AMALIB_DEVICE", "AMALIB_MODEL")
+TUTORIAL_VARIABLES = (PROFILE_VARIABLE, DEVICE_VARIABLE, MODEL_VARIABLE)
 
 
 @pytest.fixture(autouse=True)
