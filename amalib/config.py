@@ -254,7 +254,9 @@ UPGRADE_DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("data.sketch_crops.blur_radius", "scaled_to_crop"),
     ("data.photo_crops.photometric", "dino"),
     ("data.photo_crops.blur_radius", "scaled_to_crop"),
-    # the generated mini-benchmark's photos were busy (calm: the opt-in quieter style)
+    # the generated mini-benchmark's photos were busy before the mini config chose calm: a config
+    # (or a saved run's) without the key keeps its busy tree; generate_mini_benchmark's own
+    # default is calm, the mini config's
     ("data.generate.photo_style", "busy"),
     # a patch-projection ViT (cnn: the convolutional stem)
     ("model.stem", "patch"),

@@ -78,9 +78,10 @@ def evaluate(model: nn.Module, eval_sets: dict) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Not data/mini: that tree is the calm benchmark everything else reads, and a root generated
-    # with other parameters is regenerated in place.
+    # with other parameters is regenerated in place. Give each --photo-style its own root.
     parser.add_argument("--data-root", default="data/mini_busy",
-                        help="where to generate the probe's benchmark (its own tree)")
+                        help="where to generate the probe's benchmark (its own tree; one per "
+                             "photo style, e.g. data/mini_calm with --photo-style calm)")
     parser.add_argument("--photo-style", default="busy", choices=PHOTO_STYLES,
                         help="generate the benchmark with this photo style (see render_photo)")
     parser.add_argument("--pretrain-classes", type=int, default=20,

@@ -1,9 +1,11 @@
 """Fail early, with the fix, when a new virtual environment will not fit on the disk.
 
-The Makefile runs this with the system Python before it creates ``.venv``: the pinned stack of
-``lock-cpu.txt`` takes about 6.4 GB (torch's CUDA build and its NVIDIA libraries are 5.5 GB of
-it). Without the check, pip fails a minute into the install with ``OSError: [Errno 28] No space
-left on device`` and leaves a half-filled environment behind.
+The Makefile runs this with the system Python whenever it installs ``.venv`` from scratch (no
+stamp file yet, which includes a retry after a failed install): the pinned stack of
+``lock-cpu.txt`` takes about 6.8 GB (6.4 GiB; torch's CUDA build and its NVIDIA libraries are most
+of it), and where the wheels come from a registry pip keeps about 3 GB of downloads in its cache
+and temporary folder meanwhile. Without the check, pip fails a minute or more into the install
+with ``OSError: [Errno 28] No space left on device`` and leaves a half-filled environment behind.
 
 Usage: ``python requirements/check_disk.py VENV_DIR [--need-gb GB]``. Exits 0 when the
 filesystem that will hold ``VENV_DIR`` has at least ``GB`` gigabytes free, 1 with a message
@@ -17,8 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-# 6.4 GB for the environment plus headroom for pip's unpacking and the demo's first run.
-DEFAULT_NEED_GB = 7.0
+# 6.8 GB (decimal, as reported here) for the environment, plus pip's downloads while it installs.
+DEFAULT_NEED_GB = 10.0
 
 
 def existing_parent(path: Path) -> Path:
@@ -36,11 +38,12 @@ def check(venv: Path, need_gb: float) -> str | None:
     if free_gb >= need_gb:
         return None
     return (
-        f"Not enough disk space for the virtual environment {venv}: it needs about {need_gb:.1f} GB "
-        f"(the pinned PyTorch stack of requirements/lock-cpu.txt), and the filesystem holding "
-        f"{where} has {free_gb:.1f} GB free.\n"
+        f"Not enough disk space for the virtual environment {venv}: installing it needs about "
+        f"{need_gb:.1f} GB (the pinned PyTorch stack of requirements/lock-cpu.txt and pip's "
+        f"downloads), and the filesystem holding {where} has {free_gb:.1f} GB free.\n"
         f"Free some space there, or put the environment on a larger disk with "
-        f"`make VENV=/path/on/a/larger/disk/amalib-venv test` (or `demo`)."
+        f"`make VENV=/path/on/a/larger/disk/amalib-venv test` (or `demo`; pip's downloads go to "
+        f"PIP_CACHE_DIR and TMPDIR). If you know it fits, `make VENV_NEED_GB=0 ...` skips this."
     )
 
 

@@ -317,7 +317,8 @@ def test_load_or_train_trains_then_reuses_then_retrains_a_stale_run(in_tmp, tiny
                                 + ("train.seed=5",)})
     lines.clear()
     tutorial.load_or_train(other, log=lines.append)
-    assert "no trained run found" in lines[0] and "training" in lines[-1]
+    assert lines[0].startswith(f"not using {checkpoint.as_posix()}: its config")  # said, not silent
+    assert "no trained run found" in lines[1] and "training" in lines[-1]
     metrics = (other.full_run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2  # the old run's lines were not kept
 
@@ -377,6 +378,10 @@ def test_amalib_model_replaces_the_search_of_runs(in_tmp, tiny_root, monkeypatch
     monkeypatch.setenv("AMALIB_MODEL", "ama_mini")
     with pytest.raises(ValueError, match="AMALIB_MODEL=ama_mini .* profile tiny"):
         tutorial.load_or_train(profile, log=lambda _l: None)
+    # A missing file says which variable named it.
+    monkeypatch.setenv("AMALIB_MODEL", "runs/nowhere/checkpoint.pth")
+    with pytest.raises(FileNotFoundError, match="named by AMALIB_MODEL"):
+        tutorial.load_or_train(profile, log=lambda _l: None)
 
 
 def test_amalib_model_names_the_shipped_model_past_a_demo_run(in_tmp, monkeypatch):
@@ -387,6 +392,7 @@ def test_amalib_model_names_the_shipped_model_past_a_demo_run(in_tmp, monkeypatc
     with pytest.raises(Exception, match="checkpoint"):
         tutorial.load_or_train(profile, log=lambda _l: None)
     monkeypatch.setenv("AMALIB_MODEL", tutorial.SHIPPED_MODEL)
+    (in_tmp / tutorial.SHIPPED_MODEL).mkdir()  # a folder of that name does not make it a path
     backbone, cfg, checkpoint = tutorial.load_or_train(profile, log=lambda _l: None)
     assert checkpoint == tutorial.SHIPPED_MODEL and cfg["train"]["epochs"] == 6
 

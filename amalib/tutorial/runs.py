@@ -137,13 +137,22 @@ def load_or_train(profile: Profile, *, train: bool = False,
     wanted = profile.full_run_config()
     forced = os.environ.get(MODEL_VARIABLE, "").strip()
     if forced and not train:
-        backbone, cfg = load_trained_backbone(forced)
+        from amalib.checkpoint_io import SHIPPED_MODELS
+
+        # A shipped name stays a name (what the notebooks compare with SHIPPED_MODEL); anything
+        # else is a path, relative to the work folder the notebooks run in (setup_notebook).
+        checkpoint = forced if forced in SHIPPED_MODELS or forced.startswith("package:") \
+            else Path(forced).expanduser()
+        try:
+            backbone, cfg = load_trained_backbone(checkpoint)
+        except (FileNotFoundError, CheckpointError) as err:
+            raise type(err)(f"{err} (named by {MODEL_VARIABLE}; unset it to search runs/)") \
+                from None
         if not _fits(cfg, wanted):
             raise ConfigError(f"{MODEL_VARIABLE}={forced} was trained on the {cfg.get('benchmark')} "
                               f"benchmark with another model or data than profile {profile.name} "
                               f"uses; unset {MODEL_VARIABLE} or name a run of this profile")
         log(f"loaded {forced} ({MODEL_VARIABLE} names it; runs/ was not searched)")
-        checkpoint = Path(forced) if Path(forced).expanduser().exists() else forced
         return backbone.to(profile.device), cfg, checkpoint
     if not train:
         for own in dict.fromkeys([profile.full_run_dir, profile.run_dir]):
@@ -161,6 +170,9 @@ def load_or_train(profile: Profile, *, train: bool = False,
                 log(f"loaded the notebooks' full run {found.as_posix()} (after {state['epoch']} "
                     "epochs)")
                 return backbone.to(profile.device), cfg, found
+            if own == profile.full_run_dir:
+                log(f"not using {found.as_posix()}: its config or epoch count is not the profile's "
+                    "full run now (TRAIN = True trains it again)")
         found = find_trained_run(candidates if candidates is not None
                                  else [Path("runs/demo/train")])
         if found is not None:
