@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_torch_file", "checkpoint_kind",
-           "CHECKPOINT_KINDS", "what_to_do_with", "SHIPPED_MODELS", "resolve_checkpoint"]
+           "CHECKPOINT_KINDS", "what_to_do_with", "SHIPPED_MODELS", "resolve_checkpoint",
+           "names_package_file"]
 
 #: Trained models that ship with amalib, by the name ``--checkpoint`` accepts, and their file
 #: inside the installed package. ``ama_mini``: the teacher of ``amalib demo --seed 0`` (the
@@ -191,6 +192,20 @@ def read_torch_file(path: str | Path, *, what: str = "checkpoint", map_location=
                           f"{what_to_do_with(looks, path)}")
 
 
+def _package_file(text: str) -> str | None:
+    """The file inside the installed amalib that a shipped name or ``package:<file>`` names."""
+    inside = SHIPPED_MODELS.get(text)
+    if inside is None and text.startswith("package:"):
+        inside = text[len("package:"):]
+    return inside
+
+
+def names_package_file(spec: str | Path) -> bool:
+    """Whether :func:`resolve_checkpoint` reads ``spec`` inside amalib (a shipped model's name or
+    ``package:<file>``) rather than as a path."""
+    return _package_file(str(spec)) is not None
+
+
 def resolve_checkpoint(spec: str | Path) -> Path:
     """The file a ``--checkpoint`` value names: a path, or a shipped model's name.
 
@@ -205,9 +220,7 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     from importlib import resources
 
     text = str(spec)
-    inside = SHIPPED_MODELS.get(text)
-    if inside is None and text.startswith("package:"):
-        inside = text[len("package:"):]
+    inside = _package_file(text)
     if inside is None:
         return Path(spec)
     path = Path(str(resources.files("amalib") / inside))

@@ -137,12 +137,11 @@ def load_or_train(profile: Profile, *, train: bool = False,
     wanted = profile.full_run_config()
     forced = os.environ.get(MODEL_VARIABLE, "").strip()
     if forced and not train:
-        from amalib.checkpoint_io import SHIPPED_MODELS
+        from amalib.checkpoint_io import names_package_file
 
         # A shipped name stays a name (what the notebooks compare with SHIPPED_MODEL); anything
         # else is a path, relative to the work folder the notebooks run in (setup_notebook).
-        checkpoint = forced if forced in SHIPPED_MODELS or forced.startswith("package:") \
-            else Path(forced).expanduser()
+        checkpoint = forced if names_package_file(forced) else Path(forced).expanduser()
         try:
             backbone, cfg = load_trained_backbone(checkpoint)
         except (FileNotFoundError, CheckpointError) as err:

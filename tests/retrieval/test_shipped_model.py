@@ -19,6 +19,7 @@ from amalib.checkpoint_io import (
     SHIPPED_MODELS,
     checkpoint_kind,
     load_checkpoint,
+    names_package_file,
     read_torch_file,
     resolve_checkpoint,
 )
@@ -67,6 +68,9 @@ def test_loading_by_name_gives_a_float32_mini_backbone():
     torch.testing.assert_close(same(x), backbone(x))
     assert resolve_checkpoint("ama_mini") == ASSET
     assert resolve_checkpoint("runs/x.pth") == Path("runs/x.pth")
+    # what resolve_checkpoint reads inside amalib, and what it reads as a path
+    assert names_package_file("ama_mini") and names_package_file("package:assets/ama_mini.pth")
+    assert not names_package_file("./ama_mini") and not names_package_file(Path("runs/x.pth"))
 
 
 def test_an_exported_model_holds_no_student():
